@@ -1,0 +1,3 @@
+from bastionpay.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The api app: Stripe-style decoding, errors, pagination, routing."""

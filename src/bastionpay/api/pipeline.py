@@ -1,0 +1,156 @@
+"""The synchronous request pipeline, run in a worker thread for each /v1 request.
+
+Order matters and follows Stripe: authenticate (401) → authorize the route's permission (403) →
+validate parameters (400) → idempotency (P1) → the handler in one unit of work (P2). Nothing is
+written for a request that fails before the handler runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bastionpay.api.params import validate
+from bastionpay.api.routing import Call, Endpoint, Result
+from bastionpay.db.uow import unit_of_work
+from bastionpay.idempotency import service as idempotency
+from bastionpay.kernel.errors import BastionPayError, InvalidRequestError, PermissionDenied
+from bastionpay.merchants import service as merchants
+from bastionpay.runtime import Runtime
+
+log = logging.getLogger("bastionpay.api")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    method: str
+    path: str
+    path_params: dict[str, str]
+    authorization: str | None
+    idempotency_key: str | None
+    params: dict[str, Any]
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    status: int
+    body: str
+    replayed: bool = False
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def presented_key(authorization: str | None) -> str | None:
+    """Bearer auth (Stripe SDKs) or Basic auth with the key as user name (curl -u sk_…:)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.split(":", 1)[0] or None
+    return None
+
+
+def _extract_expand(params: dict[str, Any]) -> list[str]:
+    raw = params.pop("expand", None)
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise InvalidRequestError(
+            "Invalid expand: must be an array of strings.", code="parameter_invalid", param="expand"
+        )
+    if len(raw) > 20:
+        raise InvalidRequestError(
+            "You may expand at most 20 properties.", code="parameter_invalid", param="expand"
+        )
+    return raw
+
+
+def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoing:
+    db = runtime.db
+    now = runtime.clock.now()
+    with unit_of_work(db, write=False) as session:
+        record = merchants.authenticate(
+            session, runtime.api_keys, presented_key(incoming.authorization)
+        )
+        caller = merchants.caller_for(record)
+        key_pk, stale = record.pk, merchants.needs_touch(record, now)
+    if endpoint.permission not in caller.permissions:
+        if caller.kind == "publishable":
+            raise PermissionDenied(
+                "This API call cannot be made with a publishable API key. Please use a secret "
+                "API key.",
+                code="secret_key_required",
+            )
+        raise PermissionDenied(
+            f"The provided key does not have the required permissions for this endpoint "
+            f"({endpoint.permission}).",
+            code="insufficient_permissions",
+        )
+
+    params = dict(incoming.params)
+    expand = _extract_expand(params)
+    validated = validate(endpoint.params, params)
+
+    reservation: idempotency.Reservation | None = None
+    if endpoint.method == "POST" and incoming.idempotency_key is not None:
+        begun = idempotency.begin(
+            db,
+            merchant_id=caller.merchant_id,
+            livemode=caller.livemode,
+            key=incoming.idempotency_key,
+            method=endpoint.method,
+            path=incoming.path,
+            request_hash=idempotency.fingerprint(endpoint.method, incoming.path, incoming.params),
+            now=now,
+            lock_timeout=runtime.settings.idempotency_lock_timeout_seconds,
+        )
+        if isinstance(begun, idempotency.Replay):
+            return Outgoing(status=begun.status, body=begun.body, replayed=True)
+        reservation = begun
+
+    try:
+        with unit_of_work(db, write=endpoint.writes) as session:
+            ctx = runtime.payment_context(caller.merchant_id, caller.livemode, now)
+            call = Call(
+                session=session,
+                caller=caller,
+                ctx=ctx,
+                params=validated,
+                path=incoming.path_params,
+                expand=expand,
+            )
+            result: Result = endpoint.handler(call)
+            body = dumps(result.body)
+            if reservation is not None:
+                idempotency.complete(session, reservation, result.status, body)
+            if endpoint.writes and stale:
+                merchants.touch_last_used(session, key_pk, now)
+                stale = False
+    except BastionPayError as exc:
+        if reservation is not None:
+            idempotency.store_error(db, reservation, exc.http_status, dumps(exc.to_wire()))
+        raise
+    except Exception:
+        if reservation is not None:
+            idempotency.release(db, reservation)
+        raise
+    if stale:
+        with unit_of_work(db, write=True) as session:
+            merchants.touch_last_used(session, key_pk, now)
+    return Outgoing(status=result.status, body=body)

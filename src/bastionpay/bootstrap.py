@@ -1,0 +1,93 @@
+"""First-run initialisation of a data dir, and the dev demo merchant.
+
+Idempotent: run on every `bastionpay up`. Creates the data dir (0700), the keyed-hash keys, the dev
+PKI (unless real certificate files are configured), applies migrations, and makes sure a demo
+merchant with test-mode keys exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bastionpay.config import Settings
+from bastionpay.crypto.devpki import ensure_dev_pki
+from bastionpay.crypto.keyfiles import write_private
+from bastionpay.db import migrate
+from bastionpay.db.uow import unit_of_work
+from bastionpay.kernel.errors import AuthenticationError
+from bastionpay.merchants import service as merchants
+from bastionpay.runtime import Runtime, build_runtime
+
+DEMO_FILE = "demo-merchant.json"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None
+
+
+def tls_files(settings: Settings) -> TLSFiles:
+    if settings.tls_cert_file and settings.tls_key_file:
+        return TLSFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+    pki = ensure_dev_pki(settings.tls_dir)
+    return TLSFiles(pki.cert_file, pki.key_file, pki.ca_file)
+
+
+def initialise(settings: Settings) -> Runtime:
+    data_dir = settings.resolved_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime = build_runtime(settings)
+    migrate.upgrade(settings.resolved_database_url())
+    return runtime
+
+
+def create_merchant_with_keys(runtime: Runtime, name: str) -> dict[str, Any]:
+    now = runtime.clock.now()
+    with unit_of_work(runtime.db, write=True) as session:
+        merchant = merchants.create_merchant(session, name, now)
+        secret = merchants.issue_key(
+            session,
+            runtime.api_keys,
+            merchant_id=merchant.id,
+            kind="secret",
+            livemode=False,
+            now=now,
+        )
+        publishable = merchants.issue_key(
+            session,
+            runtime.api_keys,
+            merchant_id=merchant.id,
+            kind="publishable",
+            livemode=False,
+            now=now,
+        )
+    return {
+        "id": merchant.id,
+        "secret_key": secret.plaintext,
+        "publishable_key": publishable.plaintext,
+    }
+
+
+def ensure_demo_merchant(runtime: Runtime) -> dict[str, Any]:
+    """The demo merchant's test keys, kept in a 0600 dev-only file so `make run` can print them.
+
+    This is the one place a key is kept in plain text, and only for the test-mode demo merchant of a
+    local data dir; every other key is shown once and stored as a keyed hash (I7).
+    """
+    path = runtime.settings.resolved_data_dir() / DEMO_FILE
+    if path.exists():
+        demo: dict[str, Any] = json.loads(path.read_text())
+        try:
+            with unit_of_work(runtime.db, write=False) as session:
+                merchants.authenticate(session, runtime.api_keys, demo.get("secret_key"))
+            return demo
+        except AuthenticationError:
+            pass  # a different database (or revoked key): mint a fresh demo merchant
+    demo = create_merchant_with_keys(runtime, "Demo merchant")
+    write_private(path, json.dumps(demo, indent=2).encode())
+    return demo

@@ -1,0 +1,1 @@
+"""The `bastionpay` command line: one module per command group."""

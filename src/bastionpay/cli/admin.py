@@ -1,0 +1,182 @@
+"""`bastionpay merchants`, `keys`, `ledger verify` and `db upgrade`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from bastionpay import bootstrap
+from bastionpay.cli.common import data_dir_option, emit_json, settings_for
+from bastionpay.db import migrate
+from bastionpay.db.uow import unit_of_work
+from bastionpay.kernel.errors import BastionPayError
+from bastionpay.ledger.verify import verify
+from bastionpay.merchants import service as merchants
+from bastionpay.merchants.models import ApiKey, Merchant
+from bastionpay.merchants.permissions import ALL_PERMISSIONS
+
+
+@click.group("merchants")
+def merchants_group() -> None:
+    """Create and list merchants."""
+
+
+@merchants_group.command("create")
+@click.option("--name", required=True, help="Merchant display name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_dir_option
+def merchants_create(name: str, as_json: bool, data_dir: Path | None) -> None:
+    """Create a merchant with test-mode secret and publishable keys (shown once)."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    try:
+        created = bootstrap.create_merchant_with_keys(runtime, name)
+    except BastionPayError as exc:
+        raise click.ClickException(exc.message) from None
+    if as_json:
+        emit_json(created)
+        return
+    click.echo(f"merchant        {created['id']}")
+    click.echo(f"secret key      {created['secret_key']}   (shown once; store it now)")
+    click.echo(f"publishable key {created['publishable_key']}")
+
+
+@merchants_group.command("list")
+@data_dir_option
+def merchants_list(data_dir: Path | None) -> None:
+    """List merchants."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    with unit_of_work(runtime.db, write=False) as session:
+        for merchant in session.scalars(select(Merchant).order_by(Merchant.pk)):
+            click.echo(f"{merchant.id}\t{merchant.name}")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Issue, list and revoke API keys."""
+
+
+@keys_group.command("create")
+@click.option("--merchant", "merchant_id", required=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["secret", "publishable", "restricted"]),
+    default="secret",
+    show_default=True,
+)
+@click.option("--live", is_flag=True, help="Issue a live-mode key (default: test mode).")
+@click.option(
+    "--permission",
+    "permissions",
+    multiple=True,
+    type=click.Choice(sorted(ALL_PERMISSIONS)),
+    help="For restricted keys; repeatable.",
+)
+@data_dir_option
+def keys_create(
+    merchant_id: str, kind: str, live: bool, permissions: tuple[str, ...], data_dir: Path | None
+) -> None:
+    """Issue an API key. The key is printed once and stored only as a keyed hash."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    try:
+        with unit_of_work(runtime.db, write=True) as session:
+            issued = merchants.issue_key(
+                session,
+                runtime.api_keys,
+                merchant_id=merchant_id,
+                kind=kind,
+                livemode=live,
+                now=runtime.clock.now(),
+                permissions=frozenset(permissions) if permissions else None,
+            )
+            key_id = issued.record.id
+    except BastionPayError as exc:
+        raise click.ClickException(exc.message) from None
+    emit_json({"id": key_id, "key": issued.plaintext})
+
+
+@keys_group.command("list")
+@click.option("--merchant", "merchant_id", required=True)
+@data_dir_option
+def keys_list(merchant_id: str, data_dir: Path | None) -> None:
+    """List a merchant's keys (redacted) with last-used time and revocation state."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    with unit_of_work(runtime.db, write=False) as session:
+        rows = session.scalars(
+            select(ApiKey).where(ApiKey.merchant_id == merchant_id).order_by(ApiKey.pk)
+        ).all()
+        emit_json(
+            [
+                {
+                    "id": k.id,
+                    "kind": k.kind,
+                    "livemode": k.livemode,
+                    "redacted": k.redacted,
+                    "permissions": k.permissions,
+                    "created": k.created,
+                    "last_used_at": k.last_used_at,
+                    "revoked_at": k.revoked_at,
+                }
+                for k in rows
+            ]
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+def keys_revoke(key_id: str, data_dir: Path | None) -> None:
+    """Revoke an API key immediately."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    try:
+        with unit_of_work(runtime.db, write=True) as session:
+            record = merchants.revoke_key(session, key_id, runtime.clock.now())
+            click.echo(f"revoked {record.id} ({record.redacted})")
+    except BastionPayError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """Ledger tools."""
+
+
+@ledger_group.command("verify")
+@data_dir_option
+def ledger_verify(data_dir: Path | None) -> None:
+    """Re-derive every ledger invariant; exit 1 naming the first broken one."""
+    settings = settings_for(data_dir)
+    runtime = bootstrap.initialise(settings)
+    with unit_of_work(runtime.db, write=False) as session:
+        report = verify(session)
+    click.echo(
+        f"ledger: {report.transactions} transactions, {report.entries} entries, "
+        f"{report.accounts} accounts"
+    )
+    for check in report.checks:
+        click.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}: {check.description}")
+        for problem in check.problems:
+            click.echo(f"         {problem}")
+    failure = report.first_failure()
+    if failure is not None:
+        click.echo(f"ledger verify: invariant broken: {failure.name}", err=True)
+        raise SystemExit(1)
+    click.echo("ledger verify: all invariants hold")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@data_dir_option
+def db_upgrade(revision: str, data_dir: Path | None) -> None:
+    """Apply migrations to the api database."""
+    settings = settings_for(data_dir)
+    settings.resolved_data_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = settings.resolved_database_url()
+    migrate.upgrade(url, revision)
+    click.echo(f"api database at revision {migrate.current_revision(url)}")

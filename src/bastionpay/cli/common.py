@@ -1,0 +1,42 @@
+"""Options and helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bastionpay.config import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def data_dir_option(func: F) -> F:
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="BASTIONPAY_DATA_DIR",
+        default=None,
+        help="Data directory (default ./var, or $BASTIONPAY_DATA_DIR).",
+    )(func)
+
+
+def settings_for(data_dir: Path | None, **overrides: object) -> Settings:
+    return load_settings(data_dir=data_dir, **overrides)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))

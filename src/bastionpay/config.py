@@ -1,0 +1,66 @@
+"""Settings, read once from the environment (prefix BASTIONPAY_) and immutable afterwards.
+
+Dev defaults live under the data dir (default `./var`): the SQLite database, the dev CA and server
+certificate, and the keys. Production sets `BASTIONPAY_DATABASE_URL`, `BASTIONPAY_TLS_CERT_FILE` and
+`BASTIONPAY_TLS_KEY_FILE` to real values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTIONPAY_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    api_port: int = Field(default=8443, ge=0, le=65535)
+
+    # TLS (SECURITY-REQUIREMENTS T1). Unset: the dev CA under the data dir issues a certificate.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    # Pricing: 2.9 % + 30 minor units by default (issue 2, item 8).
+    fee_basis_points: int = Field(default=290, ge=0, le=10_000)
+    fee_fixed: int = Field(default=30, ge=0)
+    # Funds become `available` this many seconds after capture (Stripe's rolling payout delay).
+    availability_delay_seconds: int = Field(default=2 * 24 * 3600, ge=0)
+
+    # Idempotency (P1): results replayed for at least 24 h; a lock older than this is abandoned.
+    idempotency_retention_seconds: int = Field(default=24 * 3600, ge=24 * 3600)
+    idempotency_lock_timeout_seconds: int = Field(default=60, ge=5)
+
+    # Request limits (T4 / OWASP API4): bounded body, parameter count and nesting.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_parameters: int = Field(default=500, ge=10)
+    max_nesting_depth: int = Field(default=5, ge=2)
+
+    worker_interval_seconds: float = Field(default=30.0, gt=0)
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir() / 'api.db'}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.resolved_data_dir() / "keys"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.resolved_data_dir() / "tls"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Environment first, explicit overrides (CLI flags) on top."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Cryptographic recipes. Callers never handle raw primitives (STYLE: pyca/cryptography)."""

@@ -1,0 +1,1 @@
+"""Storage: engine, unit of work, migrations (SQLAlchemy 2 + Alembic)."""

@@ -1,0 +1,1 @@
+"""Edge: TLS settings and (with the edge issue) headers, rate limits and request filtering."""

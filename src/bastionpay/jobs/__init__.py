@@ -1,0 +1,1 @@
+"""The worker: background jobs over the api database."""

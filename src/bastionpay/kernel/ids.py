@@ -1,0 +1,26 @@
+"""Object ids: a type prefix and 24 random base62 characters (ARCHITECTURE: Conventions).
+
+24 base62 characters carry ~142 bits from the OS CSPRNG (`secrets`), so ids are unguessable and
+never leak creation order or volume to other merchants.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+_ALPHABET = string.digits + string.ascii_letters
+ID_RANDOM_LENGTH = 24
+
+
+def random_base62(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_id(prefix: str) -> str:
+    """`new_id("pi")` → `pi_3fA…` (prefix, underscore, 24 base62 characters)."""
+    return f"{prefix}_{random_base62(ID_RANDOM_LENGTH)}"
+
+
+def has_prefix(value: str, prefix: str) -> bool:
+    return value.startswith(prefix + "_") and len(value) > len(prefix) + 1

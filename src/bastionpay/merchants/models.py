@@ -1,0 +1,38 @@
+"""Merchants and their API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bastionpay.db.base import Base, PkType
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    """An API key, stored only as a keyed hash (SECURITY-REQUIREMENTS I7).
+
+    `redacted` keeps the prefix and last 4 characters so operators can tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16))  # secret | publishable | restricted
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    redacted: Mapped[str] = mapped_column(String(32))
+    permissions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -1,0 +1,164 @@
+"""Merchants and API keys: creation, issuance (shown once), revocation, authentication.
+
+Keys are stored only as HMAC-SHA-256 keyed hashes (SECURITY-REQUIREMENTS I7); lookup is by the hash,
+so verifying a key is one indexed read and never compares plaintext.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bastionpay.crypto.keyed_hash import KeyedHasher
+from bastionpay.kernel.errors import AuthenticationError, InvalidRequestError, ResourceMissing
+from bastionpay.kernel.ids import new_id, random_base62
+from bastionpay.merchants.models import ApiKey, Merchant
+from bastionpay.merchants.permissions import ALL_PERMISSIONS
+
+KEY_RANDOM_LENGTH = 32  # ~190 bits from the CSPRNG
+KEY_PREFIXES = {"secret": "sk", "publishable": "pk", "restricted": "rk"}
+# Writing last_used_at on every request would turn every read into a write on one hot row;
+# once a minute is precise enough for "last used" and for spotting unused keys.
+LAST_USED_RESOLUTION_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    record: ApiKey
+    plaintext: str  # shown once to the caller, never stored
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal of a request. Holds no secret."""
+
+    merchant_id: str
+    livemode: bool
+    key_id: str
+    kind: str
+    permissions: frozenset[str]
+
+
+def _redact(plaintext: str) -> str:
+    prefix = plaintext[: plaintext.index("_", 3) + 1]
+    return f"{prefix}…{plaintext[-4:]}"
+
+
+def create_merchant(session: Session, name: str, now: int) -> Merchant:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequestError("Merchant name must be 1–200 characters.", param="name")
+    merchant = Merchant(id=new_id("acct"), name=name, created=now)
+    session.add(merchant)
+    session.flush()
+    return merchant
+
+
+def issue_key(
+    session: Session,
+    hasher: KeyedHasher,
+    *,
+    merchant_id: str,
+    kind: str,
+    livemode: bool,
+    now: int,
+    permissions: frozenset[str] | None = None,
+) -> IssuedKey:
+    if kind not in KEY_PREFIXES:
+        raise InvalidRequestError(f"Unknown key kind: {kind}", param="kind")
+    if session.scalar(select(Merchant.pk).where(Merchant.id == merchant_id)) is None:
+        raise ResourceMissing("account", merchant_id, param="merchant")
+    stored_permissions: list[str] | None = None
+    if kind == "restricted":
+        requested = permissions or frozenset()
+        unknown = requested - ALL_PERMISSIONS
+        if unknown or not requested:
+            raise InvalidRequestError(
+                "A restricted key needs at least one known permission; unknown: "
+                + ", ".join(sorted(unknown)),
+                param="permissions",
+            )
+        stored_permissions = sorted(requested)
+    mode = "live" if livemode else "test"
+    plaintext = f"{KEY_PREFIXES[kind]}_{mode}_{random_base62(KEY_RANDOM_LENGTH)}"
+    record = ApiKey(
+        id=new_id("key"),
+        merchant_id=merchant_id,
+        livemode=livemode,
+        kind=kind,
+        key_hash=hasher.hexdigest(plaintext),
+        redacted=_redact(plaintext),
+        permissions=stored_permissions,
+        created=now,
+    )
+    session.add(record)
+    session.flush()
+    return IssuedKey(record=record, plaintext=plaintext)
+
+
+def revoke_key(session: Session, key_id: str, now: int) -> ApiKey:
+    record = session.scalar(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
+    if record is None:
+        raise ResourceMissing("api_key", key_id)
+    if record.revoked_at is None:
+        record.revoked_at = now
+    return record
+
+
+def _mask_presented(presented: str) -> str:
+    # Stripe echoes a masked key in the 401 message; never more than the last 4 characters.
+    if len(presented) <= 8:
+        return "*" * len(presented)
+    head = presented[:8] if presented[:3] in ("sk_", "pk_", "rk_") else ""
+    return f"{head}{'*' * 12}{presented[-4:]}"
+
+
+def authenticate(session: Session, hasher: KeyedHasher, presented: str | None) -> ApiKey:
+    if not presented:
+        raise AuthenticationError(
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth "
+            "(e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+        )
+    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hasher.hexdigest(presented)))
+    if record is None or record.revoked_at is not None:
+        # One message for unknown and revoked keys: no oracle for which keys once existed.
+        raise AuthenticationError(
+            f"Invalid API Key provided: {_mask_presented(presented)}", code="api_key_invalid"
+        )
+    return record
+
+
+def caller_for(record: ApiKey) -> Caller:
+    if record.kind == "secret":
+        permissions = ALL_PERMISSIONS
+    elif record.kind == "restricted":
+        permissions = frozenset(record.permissions or ())
+    else:
+        permissions = frozenset()
+    return Caller(
+        merchant_id=record.merchant_id,
+        livemode=record.livemode,
+        key_id=record.id,
+        kind=record.kind,
+        permissions=permissions,
+    )
+
+
+def touch_last_used(session: Session, key_pk: int, now: int) -> None:
+    """Record use at most once per LAST_USED_RESOLUTION_SECONDS (one conditional update)."""
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.pk == key_pk)
+        .where(
+            (ApiKey.last_used_at.is_(None))
+            | (ApiKey.last_used_at < now - LAST_USED_RESOLUTION_SECONDS)
+        )
+        .values(last_used_at=now)
+    )
+
+
+def needs_touch(record: ApiKey, now: int) -> bool:
+    return record.last_used_at is None or record.last_used_at < now - LAST_USED_RESOLUTION_SECONDS

@@ -1,0 +1,479 @@
+"""The PaymentIntent state machine (Stripe's), with charges and ledger postings in one transaction.
+
+requires_payment_method → requires_confirmation → (requires_action) → processing →
+requires_capture → succeeded, and canceled from any state before success. A decline returns the
+intent to requires_payment_method with `last_payment_error` and a failed Charge. Every change here
+happens inside the caller's unit of work: state, charge, ledger postings and balance transaction
+commit together or not at all (SECURITY-REQUIREMENTS P2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bastionpay.customers.models import Customer
+from bastionpay.kernel import money
+from bastionpay.kernel.errors import InvalidRequestError, ProcessorError, ResourceMissing
+from bastionpay.kernel.ids import new_id, random_base62
+from bastionpay.ledger import service as ledger
+from bastionpay.ledger.models import BalanceTransaction
+from bastionpay.payments import methods
+from bastionpay.payments.context import PaymentContext
+from bastionpay.payments.interfaces import AuthorizationRequest, Decline
+from bastionpay.payments.lookup import get_owned
+from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod
+
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+CANCELABLE = (
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "requires_capture",
+)
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
+UPDATABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+@dataclass(frozen=True)
+class IntentFields:
+    amount: int | None = None
+    currency: str | None = None
+    customer: str | None = None
+    payment_method: str | None = None
+    description: str | None = None
+    receipt_email: str | None = None
+    statement_descriptor: str | None = None
+    capture_method: str | None = None
+    payment_method_types: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    intent: PaymentIntent
+    decline: Decline | None = None
+    charge: Charge | None = None
+
+
+def check_amount(amount: int, currency: str, *, param: str = "amount") -> None:
+    minimum = money.minimum_amount(currency)
+    if amount < minimum:
+        shown = money.Money(minimum, currency).format()
+        raise InvalidRequestError(
+            f"Amount must be at least {shown}", code="amount_too_small", param=param
+        )
+    if amount > money.MAXIMUM_AMOUNT:
+        raise InvalidRequestError(
+            f"Amount must be no more than {money.Money(money.MAXIMUM_AMOUNT, currency).format()}",
+            code="amount_too_large",
+            param=param,
+        )
+
+
+def check_currency(currency: str) -> str:
+    try:
+        return money.normalize_currency(currency)
+    except money.UnknownCurrency:
+        raise InvalidRequestError(
+            f"Invalid currency: {currency[:10].lower()}. BastionPay supports ISO 4217 currency "
+            "codes in lower case, e.g. usd.",
+            code="parameter_invalid",
+            param="currency",
+        ) from None
+
+
+def _unexpected_state(intent: PaymentIntent, action: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"You cannot {action} this PaymentIntent because it has a status of {intent.status}.",
+        code="payment_intent_unexpected_state",
+        param=None,
+        extra={"payment_intent_status": intent.status},
+    )
+
+
+def _customer(session: Session, ctx: PaymentContext, customer_id: str) -> Customer:
+    customer = get_owned(
+        session,
+        Customer,
+        "customer",
+        customer_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        param="customer",
+    )
+    if customer.deleted:
+        raise ResourceMissing("customer", customer_id, param="customer")
+    return customer
+
+
+def _attach_payment_method(
+    session: Session, ctx: PaymentContext, intent: PaymentIntent, payment_method_id: str
+) -> PaymentMethod:
+    method = methods.resolve(session, ctx, payment_method_id, param="payment_method")
+    if (
+        method.customer_id is not None
+        and intent.customer_id is not None
+        and method.customer_id != intent.customer_id
+    ):
+        raise InvalidRequestError(
+            "The provided PaymentMethod belongs to a different Customer.",
+            code="payment_method_unexpected_state",
+            param="payment_method",
+        )
+    if method.customer_id is not None and intent.customer_id is None:
+        raise InvalidRequestError(
+            "The provided PaymentMethod is attached to a Customer; pass that customer as well.",
+            code="parameter_missing",
+            param="customer",
+        )
+    intent.payment_method_id = method.id
+    return method
+
+
+def get(
+    session: Session, ctx: PaymentContext, intent_id: str, *, lock: bool = False
+) -> PaymentIntent:
+    return get_owned(
+        session,
+        PaymentIntent,
+        "payment_intent",
+        intent_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        for_update=lock,
+    )
+
+
+def create(session: Session, ctx: PaymentContext, fields: IntentFields) -> PaymentIntent:
+    if fields.amount is None:
+        raise InvalidRequestError(
+            "Missing required param: amount.", code="parameter_missing", param="amount"
+        )
+    if fields.currency is None:
+        raise InvalidRequestError(
+            "Missing required param: currency.", code="parameter_missing", param="currency"
+        )
+    currency = check_currency(fields.currency)
+    check_amount(fields.amount, currency)
+    intent = PaymentIntent(
+        id=new_id("pi"),
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        created=ctx.now,
+        amount=fields.amount,
+        currency=currency,
+        status="requires_payment_method",
+        capture_method=fields.capture_method or "automatic",
+        payment_method_types=list(fields.payment_method_types or ("card",)),
+        description=fields.description,
+        receipt_email=fields.receipt_email,
+        statement_descriptor=fields.statement_descriptor,
+        metadata_=dict(fields.metadata or {}),
+        amount_capturable=0,
+        amount_received=0,
+        client_secret_suffix=random_base62(24),
+    )
+    if fields.customer is not None:
+        intent.customer_id = _customer(session, ctx, fields.customer).id
+    if fields.payment_method is not None:
+        _attach_payment_method(session, ctx, intent, fields.payment_method)
+        intent.status = "requires_confirmation"
+    session.add(intent)
+    session.flush()
+    return intent
+
+
+def update(
+    session: Session,
+    ctx: PaymentContext,
+    intent_id: str,
+    fields: IntentFields,
+    metadata: dict[str, Any] | None,
+) -> PaymentIntent:
+    intent = get(session, ctx, intent_id, lock=True)
+    money_fields = (
+        fields.amount,
+        fields.currency,
+        fields.customer,
+        fields.payment_method,
+        fields.capture_method,
+        fields.payment_method_types,
+    )
+    if any(value is not None for value in money_fields) and intent.status not in UPDATABLE:
+        raise _unexpected_state(intent, "update")
+    if fields.currency is not None:
+        intent.currency = check_currency(fields.currency)
+    if fields.amount is not None:
+        check_amount(fields.amount, intent.currency)
+        intent.amount = fields.amount
+    elif fields.currency is not None:
+        check_amount(intent.amount, intent.currency)
+    if fields.customer is not None:
+        intent.customer_id = _customer(session, ctx, fields.customer).id
+    if fields.capture_method is not None:
+        intent.capture_method = fields.capture_method
+    if fields.payment_method_types is not None:
+        intent.payment_method_types = list(fields.payment_method_types)
+    if fields.payment_method is not None:
+        _attach_payment_method(session, ctx, intent, fields.payment_method)
+        intent.status = "requires_confirmation"
+    if fields.description is not None:
+        intent.description = fields.description
+    if fields.receipt_email is not None:
+        intent.receipt_email = fields.receipt_email
+    if fields.statement_descriptor is not None:
+        intent.statement_descriptor = fields.statement_descriptor
+    if metadata is not None:
+        intent.metadata_ = metadata
+    return intent
+
+
+def _fee(ctx: PaymentContext, amount: int) -> int:
+    return money.percentage_fee(amount, ctx.pricing.basis_points, ctx.pricing.fixed)
+
+
+def _book_capture(
+    session: Session, ctx: PaymentContext, intent: PaymentIntent, charge: Charge, captured: int
+) -> None:
+    fee = _fee(ctx, captured)
+    txn = ledger.post(
+        session,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        currency=intent.currency,
+        kind="capture",
+        source_id=charge.id,
+        now=ctx.now,
+        lines=ledger.capture_lines(authorized=charge.amount, captured=captured, fee=fee),
+    )
+    balance_txn = BalanceTransaction(
+        id=new_id("txn"),
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        created=ctx.now,
+        amount=captured,
+        fee=fee,
+        net=captured - fee,
+        currency=intent.currency,
+        type="charge",
+        source_id=charge.id,
+        description=intent.description,
+        available_on=ctx.now + ctx.pricing.availability_delay_seconds,
+        ledger_transaction_id=txn.id,
+    )
+    session.add(balance_txn)
+    charge.captured = True
+    charge.amount_captured = captured
+    charge.balance_transaction_id = balance_txn.id
+    intent.amount_received = captured
+    intent.amount_capturable = 0
+    intent.status = "succeeded"
+
+
+def _last_payment_error(decline: Decline, charge: Charge, method: PaymentMethod) -> dict[str, Any]:
+    return {
+        "type": "card_error",
+        "code": decline.code,
+        "decline_code": decline.decline_code,
+        "message": decline.message,
+        "charge": charge.id,
+        "payment_method": {"id": method.id, "object": "payment_method", "type": method.type},
+    }
+
+
+def confirm(
+    session: Session,
+    ctx: PaymentContext,
+    intent_id: str | PaymentIntent,
+    payment_method: str | None = None,
+) -> ConfirmOutcome:
+    intent = (
+        intent_id
+        if isinstance(intent_id, PaymentIntent)
+        else get(session, ctx, intent_id, lock=True)
+    )
+    if intent.status not in CONFIRMABLE:
+        raise _unexpected_state(intent, "confirm")
+    if payment_method is not None:
+        _attach_payment_method(session, ctx, intent, payment_method)
+    if intent.payment_method_id is None:
+        raise InvalidRequestError(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. "
+            "Update it with a payment_method and then confirm it again.",
+            code="payment_intent_unexpected_state",
+            param="payment_method",
+        )
+    method = get_owned(
+        session,
+        PaymentMethod,
+        "PaymentMethod",
+        intent.payment_method_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+    )
+    intent.status = "processing"
+    charge = Charge(
+        id=new_id("ch"),
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        created=ctx.now,
+        payment_intent_id=intent.id,
+        customer_id=intent.customer_id,
+        payment_method_id=method.id,
+        amount=intent.amount,
+        amount_captured=0,
+        amount_refunded=0,
+        currency=intent.currency,
+        status="pending",
+        captured=False,
+        description=intent.description,
+        metadata_={},
+        outcome={},
+    )
+    session.add(charge)
+    session.flush()
+    # Fail closed (P3): an exception from the processor propagates and the unit of work rolls
+    # everything back; no charge or posting survives a failed authorization call.
+    result = ctx.connector.authorize(
+        AuthorizationRequest(
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            charge_id=charge.id,
+            processor_token=method.processor_token,
+            amount=intent.amount,
+            currency=intent.currency,
+        )
+    )
+    intent.latest_charge_id = charge.id
+    if not result.approved:
+        decline = result.decline or Decline(
+            "card_declined", "generic_decline", "Your card was declined."
+        )
+        charge.status = "failed"
+        charge.failure_code = decline.code
+        charge.failure_message = decline.message
+        charge.outcome = {
+            "type": "issuer_declined",
+            "network_status": decline.network_status,
+            "reason": decline.decline_code,
+            "risk_level": "normal",
+            "seller_message": "The bank did not return any further details with this decline.",
+        }
+        intent.status = "requires_payment_method"
+        intent.last_payment_error = _last_payment_error(decline, charge, method)
+        intent.payment_method_id = None
+        return ConfirmOutcome(intent=intent, decline=decline, charge=charge)
+
+    charge.status = "succeeded"
+    charge.processor_reference = result.reference
+    charge.authorization_code = result.authorization_code
+    charge.outcome = {
+        "type": "authorized",
+        "network_status": "approved_by_network",
+        "reason": None,
+        "risk_level": "normal",
+        "seller_message": "Payment complete.",
+    }
+    intent.last_payment_error = None
+    ledger.post(
+        session,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        currency=intent.currency,
+        kind="authorization",
+        source_id=charge.id,
+        lines=ledger.authorization_lines(intent.amount),
+        now=ctx.now,
+    )
+    if intent.capture_method == "manual":
+        intent.status = "requires_capture"
+        intent.amount_capturable = intent.amount
+    else:
+        _capture_with_processor(ctx, charge, intent.amount)
+        _book_capture(session, ctx, intent, charge, intent.amount)
+    return ConfirmOutcome(intent=intent, charge=charge)
+
+
+def _capture_with_processor(ctx: PaymentContext, charge: Charge, amount: int) -> None:
+    if charge.processor_reference is None:
+        raise ProcessorError("The charge has no authorization to capture.")
+    outcome = ctx.connector.capture(charge.processor_reference, amount, charge.currency)
+    if not outcome.succeeded:
+        raise ProcessorError(outcome.failure_message or "The processor refused the capture.")
+
+
+def capture(
+    session: Session, ctx: PaymentContext, intent_id: str, amount_to_capture: int | None
+) -> PaymentIntent:
+    intent = get(session, ctx, intent_id, lock=True)
+    if intent.status != "requires_capture":
+        raise _unexpected_state(intent, "capture")
+    amount = intent.amount_capturable if amount_to_capture is None else amount_to_capture
+    if amount < 1:
+        raise InvalidRequestError(
+            "amount_to_capture must be a positive integer.",
+            code="parameter_invalid_integer",
+            param="amount_to_capture",
+        )
+    if amount > intent.amount_capturable:
+        raise InvalidRequestError(
+            f"The amount to capture ({amount}) is greater than the amount capturable "
+            f"({intent.amount_capturable}).",
+            code="amount_too_large",
+            param="amount_to_capture",
+        )
+    if intent.latest_charge_id is None:  # pragma: no cover - requires_capture implies a charge
+        raise ProcessorError("The PaymentIntent has no charge to capture.")
+    charge = get_owned(
+        session,
+        Charge,
+        "charge",
+        intent.latest_charge_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        for_update=True,
+    )
+    _capture_with_processor(ctx, charge, amount)
+    _book_capture(session, ctx, intent, charge, amount)
+    return intent
+
+
+def cancel(
+    session: Session, ctx: PaymentContext, intent_id: str, reason: str | None
+) -> PaymentIntent:
+    intent = get(session, ctx, intent_id, lock=True)
+    if intent.status not in CANCELABLE:
+        raise _unexpected_state(intent, "cancel")
+    if intent.status == "requires_capture" and intent.latest_charge_id is not None:
+        charge = get_owned(
+            session,
+            Charge,
+            "charge",
+            intent.latest_charge_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            for_update=True,
+        )
+        if charge.processor_reference is not None:
+            outcome = ctx.connector.void(charge.processor_reference)
+            if not outcome.succeeded:
+                raise ProcessorError(outcome.failure_message or "The processor refused the void.")
+        ledger.post(
+            session,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            currency=intent.currency,
+            kind="void",
+            source_id=charge.id,
+            lines=ledger.release_lines(charge.amount),
+            now=ctx.now,
+        )
+    intent.status = "canceled"
+    intent.amount_capturable = 0
+    intent.cancellation_reason = reason
+    intent.canceled_at = ctx.now
+    return intent

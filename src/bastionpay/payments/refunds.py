@@ -1,0 +1,171 @@
+"""Refunds: full, partial, and several partials up to the captured amount."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bastionpay.kernel import money
+from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
+from bastionpay.kernel.ids import new_id
+from bastionpay.ledger import service as ledger
+from bastionpay.ledger.models import BalanceTransaction
+from bastionpay.payments.context import PaymentContext
+from bastionpay.payments.lookup import get_owned
+from bastionpay.payments.models import Charge, PaymentIntent, Refund
+
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def create(
+    session: Session,
+    ctx: PaymentContext,
+    *,
+    charge_id: str | None,
+    payment_intent_id: str | None,
+    amount: int | None,
+    reason: str | None,
+    metadata: dict[str, Any] | None,
+) -> Refund:
+    if charge_id is None and payment_intent_id is None:
+        raise InvalidRequestError(
+            "One of the following params should be provided for this request: payment_intent "
+            "or charge.",
+            code="parameter_missing",
+            param="payment_intent",
+        )
+    if payment_intent_id is not None:
+        intent = get_owned(
+            session,
+            PaymentIntent,
+            "payment_intent",
+            payment_intent_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            param="payment_intent",
+            for_update=True,
+        )
+        if intent.latest_charge_id is None or intent.status != "succeeded":
+            raise InvalidRequestError(
+                f"This PaymentIntent ({intent.id}) does not have a successful charge to refund.",
+                code="charge_not_refundable",
+                param="payment_intent",
+            )
+        if charge_id is not None and charge_id != intent.latest_charge_id:
+            raise InvalidRequestError(
+                "The charge does not belong to the given PaymentIntent.",
+                param="charge",
+            )
+        charge_id = intent.latest_charge_id
+    if charge_id is None:  # pragma: no cover - narrowed above
+        raise InvalidRequestError("Missing required param: charge.", param="charge")
+    # Lock the charge: concurrent refunds of one charge serialize here, so their sum can never
+    # exceed what was captured.
+    charge = get_owned(
+        session,
+        Charge,
+        "charge",
+        charge_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        param="charge",
+        for_update=True,
+    )
+    if not charge.captured or charge.status != "succeeded":
+        raise InvalidRequestError(
+            f"Charge {charge.id} has not been captured; cancel its PaymentIntent instead.",
+            code="charge_not_refundable",
+            param="charge",
+        )
+    remaining = charge.amount_captured - charge.amount_refunded
+    if remaining <= 0:
+        raise InvalidRequestError(
+            f"Charge {charge.id} has already been refunded.",
+            code="charge_already_refunded",
+            param="charge",
+        )
+    refund_amount = remaining if amount is None else amount
+    if refund_amount < 1:
+        raise InvalidRequestError(
+            "Refund amount must be a positive integer.",
+            code="parameter_invalid_integer",
+            param="amount",
+        )
+    if refund_amount > remaining:
+        asked = money.Money(refund_amount, charge.currency).format()
+        left = money.Money(remaining, charge.currency).format()
+        raise InvalidRequestError(
+            f"Refund amount ({asked}) is greater than unrefunded amount on charge ({left})",
+            code="amount_too_large",
+            param="amount",
+        )
+    if charge.processor_reference is None:
+        raise ProcessorError("The charge has no processor reference to refund against.")
+    refund = Refund(
+        id=new_id("re"),
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        created=ctx.now,
+        charge_id=charge.id,
+        payment_intent_id=charge.payment_intent_id,
+        amount=refund_amount,
+        currency=charge.currency,
+        status="pending",
+        reason=reason,
+        metadata_=dict(metadata or {}),
+    )
+    session.add(refund)
+    session.flush()
+    outcome = ctx.connector.refund(
+        charge.processor_reference, refund.id, refund_amount, charge.currency
+    )
+    if not outcome.succeeded:
+        raise ProcessorError(outcome.failure_message or "The processor refused the refund.")
+    txn = ledger.post(
+        session,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        currency=charge.currency,
+        kind="refund",
+        source_id=refund.id,
+        lines=ledger.refund_lines(refund_amount),
+        now=ctx.now,
+    )
+    balance_txn = BalanceTransaction(
+        id=new_id("txn"),
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        created=ctx.now,
+        amount=-refund_amount,
+        fee=0,
+        net=-refund_amount,
+        currency=charge.currency,
+        type="refund",
+        source_id=refund.id,
+        description="REFUND FOR CHARGE",
+        available_on=ctx.now,
+        ledger_transaction_id=txn.id,
+    )
+    session.add(balance_txn)
+    refund.status = "succeeded"
+    refund.processor_reference = outcome.reference
+    refund.balance_transaction_id = balance_txn.id
+    charge.amount_refunded += refund_amount
+    return refund
+
+
+def update_metadata(
+    session: Session, ctx: PaymentContext, refund_id: str, metadata: dict[str, Any]
+) -> Refund:
+    refund = get_owned(
+        session,
+        Refund,
+        "refund",
+        refund_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        for_update=True,
+    )
+    refund.metadata_ = metadata
+    return refund

@@ -1,0 +1,98 @@
+"""Request parameters of the payments endpoints (Stripe's names and types)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from bastionpay.api.params import FormBool, FormInt, FormStr, ListParams, Metadata, Params
+
+CaptureMethod = Literal["automatic", "automatic_async", "manual"]
+CancellationReason = Literal["duplicate", "fraudulent", "requested_by_customer", "abandoned"]
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
+
+
+class CreatePaymentIntent(Params):
+    amount: FormInt
+    currency: FormStr
+    customer: FormStr | None = None
+    payment_method: FormStr | None = None
+    payment_method_types: list[Literal["card"]] | None = None
+    confirm: FormBool = False
+    capture_method: CaptureMethod | None = None
+    description: FormStr | None = Field(default=None, max_length=1000)
+    receipt_email: FormStr | None = Field(default=None, max_length=512)
+    statement_descriptor: FormStr | None = Field(default=None, max_length=22)
+    metadata: Metadata | None = None
+
+
+class UpdatePaymentIntent(Params):
+    amount: FormInt | None = None
+    currency: FormStr | None = None
+    customer: FormStr | None = None
+    payment_method: FormStr | None = None
+    payment_method_types: list[Literal["card"]] | None = None
+    capture_method: CaptureMethod | None = None
+    description: FormStr | None = Field(default=None, max_length=1000)
+    receipt_email: FormStr | None = Field(default=None, max_length=512)
+    statement_descriptor: FormStr | None = Field(default=None, max_length=22)
+    metadata: Metadata | None = None
+
+
+class ConfirmPaymentIntent(Params):
+    payment_method: FormStr | None = None
+    capture_method: CaptureMethod | None = None
+    receipt_email: FormStr | None = Field(default=None, max_length=512)
+
+
+class CapturePaymentIntent(Params):
+    amount_to_capture: FormInt | None = None
+    metadata: Metadata | None = None
+
+
+class CancelPaymentIntent(Params):
+    cancellation_reason: CancellationReason | None = None
+
+
+class ListPaymentIntents(ListParams):
+    customer: FormStr | None = None
+
+
+class ListCharges(ListParams):
+    customer: FormStr | None = None
+    payment_intent: FormStr | None = None
+
+
+class CreateRefund(Params):
+    charge: FormStr | None = None
+    payment_intent: FormStr | None = None
+    amount: FormInt | None = None
+    reason: RefundReason | None = None
+    metadata: Metadata | None = None
+
+
+class UpdateRefund(Params):
+    metadata: Metadata | None = None
+
+
+class ListRefunds(ListParams):
+    charge: FormStr | None = None
+    payment_intent: FormStr | None = None
+
+
+class AttachPaymentMethod(Params):
+    customer: FormStr
+
+
+class ListPaymentMethods(ListParams):
+    customer: FormStr | None = None
+    type: Literal["card"] | None = None
+
+
+class ListCustomerPaymentMethods(ListParams):
+    type: Literal["card"] | None = None
+
+
+class NoParams(Params):
+    pass

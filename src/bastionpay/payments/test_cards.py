@@ -1,0 +1,91 @@
+"""Stripe's public test PaymentMethods (shared/reference/test-cards-and-codes.md).
+
+Only the card's display attributes live here — brand, last4, funding, country — never a card number:
+the api zone holds no PAN, not even a public test one (ARCHITECTURE). The `behaviour` names how the
+sandbox connector answers an authorization for the card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from bastionpay.payments.interfaces import Decline
+
+
+@dataclass(frozen=True)
+class TestCard:
+    brand: str
+    last4: str
+    funding: str
+    country: str
+    decline: Decline | None = None
+
+
+def _declined(code: str, decline_code: str, message: str) -> Decline:
+    return Decline(code=code, decline_code=decline_code, message=message)
+
+
+_GENERIC = "Your card was declined."
+TEST_CARDS: Final[dict[str, TestCard]] = {
+    "pm_card_visa": TestCard("visa", "4242", "credit", "US"),
+    "pm_card_visa_debit": TestCard("visa", "5556", "debit", "US"),
+    "pm_card_mastercard": TestCard("mastercard", "4444", "credit", "US"),
+    "pm_card_mastercard_debit": TestCard("mastercard", "8210", "debit", "US"),
+    "pm_card_mastercard_prepaid": TestCard("mastercard", "5100", "prepaid", "US"),
+    "pm_card_amex": TestCard("amex", "0005", "credit", "US"),
+    "pm_card_discover": TestCard("discover", "1117", "credit", "US"),
+    "pm_card_diners": TestCard("diners", "0004", "credit", "US"),
+    "pm_card_jcb": TestCard("jcb", "0505", "credit", "JP"),
+    "pm_card_unionpay": TestCard("unionpay", "0005", "credit", "CN"),
+    "pm_card_chargeDeclined": TestCard(
+        "visa", "0002", "credit", "US", _declined("card_declined", "generic_decline", _GENERIC)
+    ),
+    "pm_card_chargeDeclinedInsufficientFunds": TestCard(
+        "visa",
+        "9995",
+        "credit",
+        "US",
+        _declined("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+    ),
+    "pm_card_chargeDeclinedLostCard": TestCard(
+        "visa", "9987", "credit", "US", _declined("card_declined", "lost_card", _GENERIC)
+    ),
+    "pm_card_chargeDeclinedStolenCard": TestCard(
+        "visa", "9979", "credit", "US", _declined("card_declined", "stolen_card", _GENERIC)
+    ),
+    "pm_card_chargeDeclinedExpiredCard": TestCard(
+        "visa",
+        "0069",
+        "credit",
+        "US",
+        _declined("expired_card", "expired_card", "Your card has expired."),
+    ),
+    "pm_card_chargeDeclinedIncorrectCvc": TestCard(
+        "visa",
+        "0127",
+        "credit",
+        "US",
+        _declined("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
+    ),
+    "pm_card_chargeDeclinedProcessingError": TestCard(
+        "visa",
+        "0119",
+        "credit",
+        "US",
+        _declined(
+            "processing_error",
+            "processing_error",
+            "An error occurred while processing your card. Try again in a little bit.",
+        ),
+    ),
+    "pm_card_chargeDeclinedVelocityLimitExceeded": TestCard(
+        "visa",
+        "6975",
+        "credit",
+        "US",
+        _declined("card_declined", "card_velocity_exceeded", _GENERIC),
+    ),
+}
+
+SANDBOX_TOKEN_PREFIX: Final = "sandbox:"  # noqa: S105 - a token-type prefix, not a secret

@@ -1,0 +1,19 @@
+"""Every table of the api database, imported in one place for migrations and tests."""
+
+from __future__ import annotations
+
+from bastionpay.customers import models as customers_models
+from bastionpay.db.base import Base
+from bastionpay.idempotency import models as idempotency_models
+from bastionpay.ledger import models as ledger_models
+from bastionpay.merchants import models as merchants_models
+from bastionpay.payments import models as payments_models
+
+metadata = Base.metadata
+MODEL_MODULES = (
+    customers_models,
+    idempotency_models,
+    ledger_models,
+    merchants_models,
+    payments_models,
+)
