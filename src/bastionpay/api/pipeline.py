@@ -144,7 +144,12 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 stale = False
     except BastionPayError as exc:
         if reservation is not None:
-            idempotency.store_error(db, reservation, exc.http_status, dumps(exc.to_wire()))
+            if exc.http_status < 500:
+                # A request error is the key's result: replayed like Stripe does.
+                idempotency.store_error(db, reservation, exc.http_status, dumps(exc.to_wire()))
+            else:
+                # Processor failures roll everything back, so the same key may safely retry.
+                idempotency.release(db, reservation)
         raise
     except Exception:
         if reservation is not None:

@@ -1,0 +1,125 @@
+"""A failure at any step leaves nothing behind (P2, P3): no intent, charge, posting or stored key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from bastionpay import bootstrap
+from bastionpay.db.uow import unit_of_work
+from bastionpay.idempotency.models import IdempotencyRecord
+from bastionpay.ledger import service as ledger_service
+from bastionpay.ledger.models import BalanceTransaction, LedgerEntry, LedgerTransaction
+from bastionpay.payments.interfaces import (
+    AuthorizationRequest,
+    AuthorizationResult,
+    OperationResult,
+)
+from bastionpay.payments.models import Charge, PaymentIntent
+from bastionpay.payments.sandbox import SandboxConnector
+from bastionpay.runtime import Runtime
+from tests.conftest import api_client, make_runtime
+from tests.functional.helpers import assert_ledger_ok, pay
+
+TABLES = (PaymentIntent, Charge, LedgerTransaction, LedgerEntry, BalanceTransaction)
+
+
+class ProcessorDown(Exception):
+    pass
+
+
+class FailingConnector(SandboxConnector):
+    """Authorizes, then fails at a chosen later step, like a network partition would."""
+
+    def __init__(self, fail_at: str) -> None:
+        self.fail_at = fail_at
+
+    def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
+        if self.fail_at == "authorize":
+            raise ProcessorDown("timeout talking to the processor")
+        return super().authorize(request)
+
+    def capture(self, reference: str, amount: int, currency: str) -> OperationResult:
+        if self.fail_at == "capture":
+            raise ProcessorDown("timeout talking to the processor")
+        if self.fail_at == "capture-refused":
+            return OperationResult(succeeded=False, failure_message="capture refused")
+        return super().capture(reference, amount, currency)
+
+
+def _counts(runtime: Runtime) -> dict[str, int]:
+    with unit_of_work(runtime.db, write=False) as session:
+        counts = {m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
+                  for m in TABLES}
+        counts["idempotency_keys"] = (
+            session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0
+        )
+        return counts
+
+
+@pytest.mark.parametrize("fail_at", ["authorize", "capture", "capture-refused"])
+def test_processor_failure_mid_payment_rolls_everything_back(
+    fresh_db_url: str, tmp_path: Path, fail_at: str
+) -> None:
+    runtime = make_runtime(fresh_db_url, tmp_path, connector=FailingConnector(fail_at))
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    before = _counts(runtime)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        api_response = pay(api, 2000)
+        response = api.post(
+            "/v1/payment_intents",
+            data={"amount": "2000", "currency": "usd", "payment_method": "pm_card_visa",
+                  "confirm": "true"},
+            headers={"Idempotency-Key": "crash-1"},
+        )
+    assert api_response.status_code >= 500
+    assert response.status_code >= 500
+    assert response.json()["error"]["type"] == "api_error"
+    assert "timeout" not in response.text  # internal detail is logged, not returned
+    after = _counts(runtime)
+    assert after == before, "a failed payment left rows behind"
+    assert_ledger_ok(runtime)
+    runtime.db.dispose()
+
+
+def test_unbalanced_posting_never_commits(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    original = ledger_service.capture_lines
+
+    def off_by_one(authorized: int, captured: int, fee: int) -> list[ledger_service.Line]:
+        lines = original(authorized, captured, fee)
+        return [*lines[:-1], ledger_service.Line(lines[-1].account, lines[-1].amount + 1)]
+
+    monkeypatch.setattr(ledger_service, "capture_lines", off_by_one)
+    before = _counts(runtime)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        response = pay(api, 2000)
+    assert response.status_code == 500
+    assert _counts(runtime) == before
+    monkeypatch.setattr(ledger_service, "capture_lines", original)
+    assert_ledger_ok(runtime)
+    runtime.db.dispose()
+
+
+def test_ledger_rows_are_immutable_in_the_database(fresh_db_url: str, tmp_path: Path) -> None:
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        assert pay(api, 2000).status_code == 200
+    for statement in (
+        "UPDATE ledger_entries SET amount = amount + 1",
+        "DELETE FROM ledger_entries",
+        "UPDATE ledger_transactions SET kind = 'x'",
+        "DELETE FROM balance_transactions",
+    ):
+        with pytest.raises(DBAPIError) as info, unit_of_work(runtime.db, write=True) as session:
+            session.execute(text(statement))
+        assert "immutable" in str(info.value)
+    assert_ledger_ok(runtime)
+    runtime.db.dispose()
