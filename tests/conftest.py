@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -20,18 +21,18 @@ from bastionpay import bootstrap
 from bastionpay.api.app import create_app
 from bastionpay.config import Settings
 from bastionpay.db import migrate
-from bastionpay.db.engine import Database
+from bastionpay.db.engine import Database, dispose_all
 from bastionpay.kernel.clock import FrozenClock
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.runtime import Runtime, build_runtime
 
-PG_ADMIN_URL = os.environ.get("BASTIONPAY_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "BASTIONPAY_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REQUIRE_SERVICES = os.environ.get("BASTIONPAY_REQUIRE_SERVICES") == "1"
 
 
 def _pg_admin() -> Any:
-    import psycopg
-
     try:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
@@ -66,8 +67,6 @@ def _fresh_url(backend: str, tmp: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        from bastionpay.db.engine import dispose_all
-
         dispose_all()
         drop_pg_database(name)
 
@@ -113,8 +112,9 @@ def merchant(runtime: Runtime) -> dict[str, Any]:
 
 
 def api_client(runtime: Runtime, secret_key: str | None) -> TestClient:
-    client = TestClient(create_app(runtime), base_url="https://testserver",
-                        raise_server_exceptions=True)
+    client = TestClient(
+        create_app(runtime), base_url="https://testserver", raise_server_exceptions=True
+    )
     if secret_key is not None:
         client.headers["Authorization"] = f"Bearer {secret_key}"
     return client

@@ -1,4 +1,4 @@
-"""A failure at any step leaves nothing behind (P2, P3): no intent, charge, posting or stored key."""
+"""A failure at any step leaves nothing behind (P2, P3): no intent, charge, posting or key."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
+from tests.conftest import api_client, make_runtime
+from tests.functional.helpers import assert_ledger_ok, pay
 
 from bastionpay import bootstrap
 from bastionpay.db.uow import unit_of_work
@@ -21,8 +23,6 @@ from bastionpay.payments.interfaces import (
 from bastionpay.payments.models import Charge, PaymentIntent
 from bastionpay.payments.sandbox import SandboxConnector
 from bastionpay.runtime import Runtime
-from tests.conftest import api_client, make_runtime
-from tests.functional.helpers import assert_ledger_ok, pay
 
 TABLES = (PaymentIntent, Charge, LedgerTransaction, LedgerEntry, BalanceTransaction)
 
@@ -52,8 +52,10 @@ class FailingConnector(SandboxConnector):
 
 def _counts(runtime: Runtime) -> dict[str, int]:
     with unit_of_work(runtime.db, write=False) as session:
-        counts = {m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
-                  for m in TABLES}
+        counts = {
+            m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
+            for m in TABLES
+        }
         counts["idempotency_keys"] = (
             session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0
         )
@@ -71,8 +73,12 @@ def test_processor_failure_mid_payment_rolls_everything_back(
         api_response = pay(api, 2000)
         response = api.post(
             "/v1/payment_intents",
-            data={"amount": "2000", "currency": "usd", "payment_method": "pm_card_visa",
-                  "confirm": "true"},
+            data={
+                "amount": "2000",
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+            },
             headers={"Idempotency-Key": "crash-1"},
         )
     assert api_response.status_code >= 500

@@ -8,27 +8,31 @@ from typing import Any
 
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
+from tests.conftest import api_client, make_runtime
+from tests.functional.helpers import assert_ledger_ok
 
 from bastionpay import bootstrap
 from bastionpay.db.uow import unit_of_work
+from bastionpay.jobs.worker import run_once
 from bastionpay.kernel.clock import FrozenClock
 from bastionpay.payments.interfaces import AuthorizationRequest, AuthorizationResult
 from bastionpay.payments.models import PaymentIntent
 from bastionpay.payments.sandbox import SandboxConnector
-from bastionpay.jobs.worker import run_once
 from bastionpay.runtime import Runtime
-from tests.conftest import api_client, make_runtime
-from tests.functional.helpers import assert_ledger_ok
 
 BODY = {"amount": "1500", "currency": "usd", "payment_method": "pm_card_visa", "confirm": "true"}
 
 
 def _intent_count(runtime: Runtime, merchant_id: str) -> int:
     with unit_of_work(runtime.db, write=False) as session:
-        return session.scalar(
-            select(func.count()).select_from(PaymentIntent)
-            .where(PaymentIntent.merchant_id == merchant_id)
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(PaymentIntent)
+                .where(PaymentIntent.merchant_id == merchant_id)
+            )
+            or 0
+        )
 
 
 def test_replay_returns_the_first_response_byte_for_byte(
@@ -47,8 +51,9 @@ def test_same_key_other_parameters_is_an_idempotency_error(
     api: TestClient, runtime: Runtime, merchant: dict[str, Any]
 ) -> None:
     api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "k2"})
-    other = api.post("/v1/payment_intents", data={**BODY, "amount": "1501"},
-                     headers={"Idempotency-Key": "k2"})
+    other = api.post(
+        "/v1/payment_intents", data={**BODY, "amount": "1501"}, headers={"Idempotency-Key": "k2"}
+    )
     assert other.status_code == 400
     assert other.json()["error"]["type"] == "idempotency_error"
     other_path = api.post("/v1/customers", data={}, headers={"Idempotency-Key": "k2"})
@@ -65,8 +70,9 @@ def test_declines_are_replayed_too(api: TestClient) -> None:
 
 
 def test_validation_errors_are_not_stored(api: TestClient) -> None:
-    bad = api.post("/v1/payment_intents", data={"currency": "usd"},
-                   headers={"Idempotency-Key": "k4"})
+    bad = api.post(
+        "/v1/payment_intents", data={"currency": "usd"}, headers={"Idempotency-Key": "k4"}
+    )
     assert bad.json()["error"]["code"] == "parameter_missing"
     good = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "k4"})
     assert good.status_code == 200
@@ -76,8 +82,9 @@ def test_keys_are_scoped_per_merchant(runtime: Runtime, api: TestClient) -> None
     other = bootstrap.create_merchant_with_keys(runtime, "other")
     mine = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "shared"})
     with api_client(runtime, other["secret_key"]) as other_api:
-        theirs = other_api.post("/v1/payment_intents", data=BODY,
-                                headers={"Idempotency-Key": "shared"})
+        theirs = other_api.post(
+            "/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "shared"}
+        )
     assert theirs.status_code == 200
     assert theirs.json()["id"] != mine.json()["id"]
 
@@ -114,8 +121,9 @@ def test_concurrent_requests_with_one_key_have_exactly_one_effect(
 
     def attempt() -> None:
         with api_client(runtime, merchant["secret_key"]) as api:
-            response = api.post("/v1/payment_intents", data=BODY,
-                                headers={"Idempotency-Key": "race"})
+            response = api.post(
+                "/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "race"}
+            )
         with lock:
             replayed = response.headers.get("idempotent-replayed") == "true"
             results.append((response.status_code, response.text, replayed))

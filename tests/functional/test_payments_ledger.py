@@ -6,12 +6,12 @@ from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from tests.functional.helpers import assert_ledger_ok, pay
 
 from bastionpay.db.uow import unit_of_work
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import LedgerTransaction
 from bastionpay.runtime import Runtime
-from tests.functional.helpers import assert_ledger_ok, pay
 
 
 def _balance(runtime: Runtime, merchant: dict[str, Any], code: str) -> int:

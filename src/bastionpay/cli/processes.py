@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ import httpx
 from bastionpay import bootstrap
 from bastionpay.cli.common import configure_logging, data_dir_option, settings_for
 from bastionpay.crypto.keyfiles import write_private
+from bastionpay.edge.tls import client_context
 from bastionpay.jobs.worker import run_forever
 from bastionpay.server import bind, serve_api
 
@@ -37,7 +39,7 @@ def _url(host: str, port: int) -> str:
 
 def _wait_ready(url: str, ca_file: Path | None, children: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    verify: str | bool = str(ca_file) if ca_file else True
+    verify: ssl.SSLContext | bool = client_context(ca_file) if ca_file else True
     last_error = "no answer"
     while time.monotonic() < deadline:
         for child in children:

@@ -1,0 +1,118 @@
+"""The CLI: merchants create, keys, db upgrade and ledger verify (including tamper detection)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from tests.conftest import api_client, make_runtime
+from tests.functional.helpers import pay
+
+from bastionpay.cli.main import cli
+from bastionpay.db.engine import Database
+from bastionpay.db.uow import unit_of_work
+
+
+def _invoke(args: list[str], db_url: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        cli, args, env={"BASTIONPAY_DATABASE_URL": db_url}, catch_exceptions=False
+    )
+    return result.exit_code, result.output
+
+
+def test_merchants_create_prints_json_keys(fresh_db_url: str, tmp_path: Path) -> None:
+    code, out = _invoke(
+        ["merchants", "create", "--name", "Acme", "--data-dir", str(tmp_path), "--json"],
+        fresh_db_url,
+    )
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["id"].startswith("acct_")
+    assert created["secret_key"].startswith("sk_test_")
+    assert created["publishable_key"].startswith("pk_test_")
+    code, out = _invoke(
+        [
+            "keys",
+            "create",
+            "--merchant",
+            created["id"],
+            "--kind",
+            "restricted",
+            "--permission",
+            "payments:read",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        fresh_db_url,
+    )
+    assert code == 0, out
+    issued = json.loads(out)
+    assert issued["key"].startswith("rk_test_")
+    code, out = _invoke(
+        ["keys", "list", "--merchant", created["id"], "--data-dir", str(tmp_path)], fresh_db_url
+    )
+    listed = json.loads(out)
+    assert len(listed) == 3
+    assert all(issued["key"] not in json.dumps(row) for row in listed)
+    code, out = _invoke(["keys", "revoke", issued["id"], "--data-dir", str(tmp_path)], fresh_db_url)
+    assert code == 0 and "revoked" in out
+
+
+def test_db_upgrade_is_idempotent(fresh_db_url: str, tmp_path: Path) -> None:
+    for _ in range(2):
+        code, out = _invoke(["db", "upgrade", "--data-dir", str(tmp_path)], fresh_db_url)
+        assert code == 0, out
+        assert "revision 0001" in out
+
+
+def _drop_guards(db: Database) -> None:
+    """An attacker with DDL rights removes the immutability triggers first."""
+    with unit_of_work(db, write=True) as session:
+        if db.is_sqlite:
+            for table in ("ledger_entries", "ledger_transactions", "balance_transactions"):
+                for event in ("update", "delete"):
+                    session.execute(text(f"DROP TRIGGER {table}_no_{event}"))
+        else:
+            session.execute(text("DROP FUNCTION bastionpay_immutable() CASCADE"))
+
+
+TAMPERING = {
+    "transactions_balance": "UPDATE ledger_entries SET amount = amount + 1 WHERE pk = "
+    "(SELECT MIN(pk) FROM ledger_entries)",
+    "balances_match_entries": "UPDATE ledger_accounts SET balance = balance - 5 WHERE "
+    "code = 'fee_revenue'",
+    "merchant_balance_matches_balance_transactions": "UPDATE balance_transactions SET net = net "
+    "+ 100, amount = amount + 100",
+    "receivable_matches_charges": "UPDATE charges SET amount_captured = amount_captured - 1",
+    "holds_match_open_authorizations": "UPDATE payment_intents SET amount_capturable = 1, "
+    "status = 'requires_capture'",
+}
+
+
+@pytest.mark.parametrize("broken", sorted(TAMPERING))
+def test_ledger_verify_names_the_broken_invariant(
+    fresh_db_url: str, tmp_path: Path, broken: str
+) -> None:
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    code, out = _invoke(
+        ["merchants", "create", "--name", "m", "--data-dir", str(tmp_path), "--json"], fresh_db_url
+    )
+    merchant = json.loads(out)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        assert pay(api, 2000).status_code == 200
+        intent = pay(api, 1000, capture_method="manual").json()
+        api.post(f"/v1/payment_intents/{intent['id']}/capture")
+        api.post("/v1/refunds", data={"payment_intent": intent["id"], "amount": "300"})
+    code, out = _invoke(["ledger", "verify", "--data-dir", str(tmp_path)], fresh_db_url)
+    assert code == 0, out
+    assert "all invariants hold" in out
+    _drop_guards(runtime.db)
+    with unit_of_work(runtime.db, write=True) as session:
+        session.execute(text(TAMPERING[broken]))
+    code, out = _invoke(["ledger", "verify", "--data-dir", str(tmp_path)], fresh_db_url)
+    assert code == 1
+    assert f"invariant broken: {broken}" in out
+    runtime.db.dispose()
