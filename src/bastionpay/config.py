@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_nesting_depth: int = Field(default=5, ge=2)
 
     worker_interval_seconds: float = Field(default=30.0, gt=0)
+    # Ledger checkpoints only fold entries older than this, far behind any open transaction.
+    ledger_checkpoint_horizon_seconds: int = Field(default=300, ge=0)
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -14,6 +14,7 @@ from tests.functional.helpers import pay
 from bastionpay.cli.main import cli
 from bastionpay.db.engine import Database
 from bastionpay.db.uow import unit_of_work
+from bastionpay.ledger import service as ledger
 
 
 def _invoke(args: list[str], db_url: str) -> tuple[int, str]:
@@ -82,8 +83,8 @@ def _drop_guards(db: Database) -> None:
 TAMPERING = {
     "transactions_balance": "UPDATE ledger_entries SET amount = amount + 1 WHERE pk = "
     "(SELECT MIN(pk) FROM ledger_entries)",
-    "balances_match_entries": "UPDATE ledger_accounts SET balance = balance - 5 WHERE "
-    "code = 'fee_revenue'",
+    "checkpoints_match_entries": "UPDATE ledger_accounts SET checkpoint_balance = "
+    "checkpoint_balance - 5 WHERE code = 'fee_revenue'",
     "merchant_balance_matches_balance_transactions": "UPDATE balance_transactions SET net = net "
     "+ 100, amount = amount + 100",
     "receivable_matches_charges": "UPDATE charges SET amount_captured = amount_captured - 1",
@@ -106,6 +107,9 @@ def test_ledger_verify_names_the_broken_invariant(
         intent = pay(api, 1000, capture_method="manual").json()
         api.post(f"/v1/payment_intents/{intent['id']}/capture")
         api.post("/v1/refunds", data={"payment_intent": intent["id"], "amount": "300"})
+    with unit_of_work(runtime.db, write=True) as session:
+        newest = session.scalar(text("SELECT MAX(pk) FROM ledger_entries"))
+        assert ledger.advance_checkpoints(session, through_entry_pk=int(newest)) > 0
     code, out = _invoke(["ledger", "verify", "--data-dir", str(tmp_path)], fresh_db_url)
     assert code == 0, out
     assert "all invariants hold" in out

@@ -16,7 +16,8 @@ from bastionpay.runtime import Runtime
 from bastionpay.schema import metadata
 
 # Luhn-valid runs of 13–19 digits, optionally separated by spaces or dashes (PCI DSS PAN lengths).
-PAN_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Bounded by non-alphanumerics, so digit runs inside hex digests or random ids are not candidates.
+PAN_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -42,6 +43,7 @@ def test_the_scanner_finds_card_numbers() -> None:
     assert find_pans("card 4242 4242 4242 4242 ok") == ["424242…4242"]
     assert find_pans("x=5555-5555-5555-4444") == ["555555…4444"]
     assert find_pans("ts 1795876531 and 4242424242424241") == []  # not Luhn-valid
+    assert find_pans("hash 9f4242424242424242ab") == []  # inside a hex digest
 
 
 def test_migrations_produce_exactly_the_models(fresh_db_url: str) -> None:
@@ -78,9 +80,11 @@ def test_api_database_holds_no_card_number_after_payments(
         with engine.connect() as conn:
             for table in metadata.sorted_tables:
                 for row in conn.execute(text(f"SELECT * FROM {table.name}")):  # noqa: S608
-                    dump.append(" ".join(str(value) for value in row))
+                    dump.append(" | ".join(str(value) for value in row))
     finally:
         engine.dispose()
     blob = "\n".join(dump)
+    hits = find_pans(blob)
+    context = [line[:200] for line in dump if any(h[:6] in line for h in hits)]
     assert "4242" in blob  # last4 is there: the scan is looking at real data
-    assert find_pans(blob) == []
+    assert hits == [], context

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from tests.conftest import api_client, make_runtime
 from tests.functional.helpers import assert_ledger_ok, pay
 
+from bastionpay import bootstrap
 from bastionpay.db.uow import unit_of_work
+from bastionpay.jobs.worker import run_once
+from bastionpay.kernel.clock import FrozenClock
 from bastionpay.ledger import service as ledger
-from bastionpay.ledger.models import LedgerTransaction
+from bastionpay.ledger.models import LedgerAccount, LedgerTransaction
 from bastionpay.runtime import Runtime
 
 
@@ -135,3 +140,37 @@ def test_balance_is_pending_until_available_on(
         {"amount": expected, "currency": "usd", "source_types": {"card": expected}}
     ]
     assert balance["available"][0]["amount"] == 0
+
+
+def test_checkpoints_fold_old_entries_and_leave_balances_unchanged(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    clock = FrozenClock(1_800_000_000)
+    runtime = make_runtime(fresh_db_url, tmp_path, clock=clock)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        pay(api, 2000)
+        clock.advance(301)  # past the 300 s horizon
+        pay(api, 1000)  # too recent to be folded
+        before = _balance(runtime, merchant, ledger.MERCHANT_BALANCE)
+        summary = run_once(runtime)
+        assert summary["ledger_accounts_checkpointed"] == 5  # every account the payment touched
+        with unit_of_work(runtime.db, write=False) as session:
+            checkpoint = session.execute(
+                select(LedgerAccount.checkpoint_balance, LedgerAccount.checkpoint_entry_pk).where(
+                    LedgerAccount.merchant_id == merchant["id"],
+                    LedgerAccount.code == ledger.MERCHANT_BALANCE,
+                )
+            ).one()
+        assert checkpoint[0] == -(2000 - 88)  # only the first payment is folded
+        assert (
+            _balance(runtime, merchant, ledger.MERCHANT_BALANCE)
+            == before
+            == -((2000 - 88) + (1000 - 59))
+        )
+        assert run_once(runtime)["ledger_accounts_checkpointed"] == 0  # idempotent
+        clock.advance(301)
+        assert run_once(runtime)["ledger_accounts_checkpointed"] == 5
+        assert _balance(runtime, merchant, ledger.MERCHANT_BALANCE) == before
+    assert_ledger_ok(runtime)
+    runtime.db.dispose()

@@ -36,6 +36,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations run on every start
 
 
 def emit_json(value: Any) -> None:

@@ -14,7 +14,13 @@ ID_RANDOM_LENGTH = 24
 
 
 def random_base62(length: int) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """`length` uniformly random base62 characters from one CSPRNG draw (no modulo bias)."""
+    value = secrets.randbelow(62**length)
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
 
 
 def new_id(prefix: str) -> str:

@@ -22,9 +22,12 @@ class LedgerAccount(Base):
     livemode: Mapped[bool] = mapped_column(Boolean)
     currency: Mapped[str] = mapped_column(String(3))
     code: Mapped[str] = mapped_column(String(64))
-    # Cached running balance, updated in the same transaction as the entries; `ledger verify`
-    # re-derives it from the entries.
-    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A checkpoint, not a running balance: `checkpoint_balance` is the sum of this account's entries
+    # with pk ≤ `checkpoint_entry_pk`. Postings never touch this row (no hot row per merchant,
+    # ARCHITECTURE: Data and scale); the worker advances checkpoints, and `ledger verify` re-derives
+    # them from the entries. Current balance = checkpoint + entries after it.
+    checkpoint_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint_entry_pk: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerTransaction(MerchantOwned, Base):

@@ -1,25 +1,27 @@
 """Posting to the double-entry ledger (SECURITY-REQUIREMENTS P2; issue 2, item 8).
 
-A posting is validated before anything is written: amounts are integers, the lines sum to zero, and
-every line is in the transaction's currency. Account balances are updated with a single relative
-`UPDATE … SET balance = balance + :delta`, in a fixed (sorted) order so concurrent postings on
-PostgreSQL cannot deadlock. Services never commit; the unit of work does.
+A posting is validated before anything is written: amounts are integers and the lines sum to zero.
+Posting is append-only — one ledger transaction row and its entries — so no row is shared by every
+payment of a merchant (ARCHITECTURE: "no row that every payment must lock"). Balances are derived:
+an account's checkpoint (advanced by the worker) plus its entries after the checkpoint. Services
+never commit; the unit of work does.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
-# Chart of accounts, per merchant × mode × currency. Signs: debit positive, credit negative.
+# Chart of accounts, per merchant x mode x currency. Signs: debit positive, credit negative.
 AUTHORIZATION_HOLDS: Final = "authorization_holds"  # memo: funds held on cardholders' cards
 AUTHORIZATION_COMMITMENTS: Final = "authorization_commitments"  # memo contra of the holds
 PROCESSOR_RECEIVABLE: Final = "processor_receivable"  # asset: captured funds due from the network
@@ -35,9 +37,29 @@ ACCOUNT_CODES: Final = frozenset(
     }
 )
 
+_ACCOUNTS = cast(Table, LedgerAccount.__table__)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+_TXNS = cast(Table, LedgerTransaction.__table__)
+AccountKey = tuple[str, str, bool, str, str]  # (database url, merchant, livemode, currency, code)
+
+# Accounts are created once and never deleted, so their primary keys are remembered per process.
+# Keyed by database URL; a recreated database under the same URL would be caught by the foreign key
+# from ledger_entries to ledger_accounts (the insert fails and the payment rolls back).
+_ACCOUNT_PKS: dict[AccountKey, int] = {}
+_ACCOUNT_PKS_LOCK = threading.Lock()
+_ACCOUNT_CACHE_LIMIT = 100_000
+
 
 class LedgerImbalance(Exception):
     """A posting that would unbalance the ledger. Raised before any row is written."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A committed-with-the-unit-of-work ledger transaction."""
+
+    id: str
+    pk: int
 
 
 @dataclass(frozen=True)
@@ -46,31 +68,47 @@ class Line:
     amount: int
 
 
-def _account_pk(
-    session: Session, merchant_id: str, livemode: bool, currency: str, code: str
-) -> int:
-    values = {
-        "merchant_id": merchant_id,
-        "livemode": livemode,
-        "currency": currency,
-        "code": code,
-        "balance": 0,
-    }
+def _account_pk(session: Session, key: AccountKey) -> int:
+    cached = _ACCOUNT_PKS.get(key)
+    if cached is not None:
+        return cached
+    _, merchant_id, livemode, currency, code = key
     # Get-or-create without a race: insert-if-absent, then read (both backends support it).
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert_fn(LedgerAccount).values(**values).on_conflict_do_nothing())
+    session.execute(
+        insert_fn(_ACCOUNTS)
+        .values(
+            merchant_id=merchant_id,
+            livemode=livemode,
+            currency=currency,
+            code=code,
+            checkpoint_balance=0,
+            checkpoint_entry_pk=0,
+        )
+        .on_conflict_do_nothing()
+    )
     pk = session.scalar(
-        select(LedgerAccount.pk).where(
-            LedgerAccount.merchant_id == merchant_id,
-            LedgerAccount.livemode == livemode,
-            LedgerAccount.currency == currency,
-            LedgerAccount.code == code,
+        select(_ACCOUNTS.c.pk).where(
+            _ACCOUNTS.c.merchant_id == merchant_id,
+            _ACCOUNTS.c.livemode == livemode,
+            _ACCOUNTS.c.currency == currency,
+            _ACCOUNTS.c.code == code,
         )
     )
     if pk is None:  # pragma: no cover - the insert above guarantees the row
         raise LedgerImbalance(f"ledger account {code} could not be created")
-    return pk
+    with _ACCOUNT_PKS_LOCK:
+        if len(_ACCOUNT_PKS) >= _ACCOUNT_CACHE_LIMIT:
+            _ACCOUNT_PKS.clear()
+        _ACCOUNT_PKS[key] = int(pk)
+    return int(pk)
+
+
+def forget_cached_accounts() -> None:
+    """For tests that recreate a database under a URL already used in this process."""
+    with _ACCOUNT_PKS_LOCK:
+        _ACCOUNT_PKS.clear()
 
 
 def post(
@@ -83,7 +121,7 @@ def post(
     source_id: str,
     lines: Sequence[Line],
     now: int,
-) -> LedgerTransaction:
+) -> Posted:
     if not lines:
         raise LedgerImbalance("a ledger transaction needs at least one line")
     for line in lines:
@@ -95,34 +133,56 @@ def post(
     if total != 0:
         raise LedgerImbalance(f"{kind} for {source_id} does not balance (off by {total})")
 
-    txn = LedgerTransaction(
-        id=new_id("ltx"),
-        merchant_id=merchant_id,
-        livemode=livemode,
-        currency=currency,
-        kind=kind,
-        source_id=source_id,
-        created=now,
-    )
-    session.add(txn)
-    session.flush()
+    # Core insert with RETURNING: no ORM flush is forced here, so the payment's own rows are
+    # written once, with their final values, when the unit of work commits.
+    txn_id = new_id("ltx")
+    with session.no_autoflush:
+        return _insert_posting(
+            session, txn_id, merchant_id, livemode, currency, kind, source_id, lines, now
+        )
+
+
+def _insert_posting(
+    session: Session,
+    txn_id: str,
+    merchant_id: str,
+    livemode: bool,
+    currency: str,
+    kind: str,
+    source_id: str,
+    lines: Sequence[Line],
+    now: int,
+) -> Posted:
+    txn_pk = session.execute(
+        insert(_TXNS)
+        .values(
+            id=txn_id,
+            merchant_id=merchant_id,
+            livemode=livemode,
+            currency=currency,
+            kind=kind,
+            source_id=source_id,
+            created=now,
+        )
+        .returning(_TXNS.c.pk)
+    ).scalar_one()
     deltas: dict[str, int] = {}
     for line in lines:
         deltas[line.account] = deltas.get(line.account, 0) + line.amount
-    for code in sorted(deltas):  # fixed lock order: no deadlocks between concurrent postings
-        pk = _account_pk(session, merchant_id, livemode, currency, code)
-        session.execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.pk == pk)
-            .values(balance=LedgerAccount.balance + deltas[code])
-        )
-        session.add(
-            LedgerEntry(
-                transaction_pk=txn.pk, account_pk=pk, amount=deltas[code], currency=currency
-            )
-        )
-    session.flush()
-    return txn
+    url = str(session.get_bind().engine.url)
+    entries = [
+        {
+            "transaction_pk": txn_pk,
+            "account_pk": _account_pk(session, (url, merchant_id, livemode, currency, code)),
+            "amount": amount,
+            "currency": currency,
+        }
+        for code, amount in sorted(deltas.items())
+        if amount != 0
+    ]
+    if entries:
+        session.execute(insert(_ENTRIES), entries)
+    return Posted(id=txn_id, pk=int(txn_pk))
 
 
 def authorization_lines(amount: int) -> list[Line]:
@@ -151,12 +211,65 @@ def refund_lines(amount: int) -> list[Line]:
 def account_balance(
     session: Session, merchant_id: str, livemode: bool, currency: str, code: str
 ) -> int:
-    value = session.scalar(
-        select(LedgerAccount.balance).where(
-            LedgerAccount.merchant_id == merchant_id,
-            LedgerAccount.livemode == livemode,
-            LedgerAccount.currency == currency,
-            LedgerAccount.code == code,
+    """Checkpoint plus the entries posted after it."""
+    account = session.execute(
+        select(
+            _ACCOUNTS.c.pk, _ACCOUNTS.c.checkpoint_balance, _ACCOUNTS.c.checkpoint_entry_pk
+        ).where(
+            _ACCOUNTS.c.merchant_id == merchant_id,
+            _ACCOUNTS.c.livemode == livemode,
+            _ACCOUNTS.c.currency == currency,
+            _ACCOUNTS.c.code == code,
         )
+    ).first()
+    if account is None:
+        return 0
+    pk, checkpoint, through = account
+    after = session.scalar(
+        select(func.coalesce(func.sum(_ENTRIES.c.amount), 0)).where(
+            _ENTRIES.c.account_pk == pk, _ENTRIES.c.pk > through
+        )
+    )
+    return int(checkpoint) + int(after or 0)
+
+
+def advance_checkpoints(session: Session, *, through_entry_pk: int) -> int:
+    """Fold entries with pk ≤ `through_entry_pk` into each account's checkpoint.
+
+    The caller picks `through_entry_pk` behind a safety horizon (see `checkpoint_horizon`) so no
+    transaction still in flight can later commit an entry below it. Returns accounts advanced.
+    """
+    rows = session.execute(
+        select(_ENTRIES.c.account_pk, func.sum(_ENTRIES.c.amount), func.max(_ENTRIES.c.pk))
+        .join(_ACCOUNTS, _ACCOUNTS.c.pk == _ENTRIES.c.account_pk)
+        .where(_ENTRIES.c.pk > _ACCOUNTS.c.checkpoint_entry_pk)
+        .where(_ENTRIES.c.pk <= through_entry_pk)
+        .group_by(_ENTRIES.c.account_pk)
+    ).all()
+    for account_pk, amount, last_pk in rows:
+        session.execute(
+            update(_ACCOUNTS)
+            .where(_ACCOUNTS.c.pk == account_pk)
+            .where(_ACCOUNTS.c.checkpoint_entry_pk < last_pk)
+            .values(
+                checkpoint_balance=_ACCOUNTS.c.checkpoint_balance + int(amount),
+                checkpoint_entry_pk=through_entry_pk,
+            )
+        )
+    return len(rows)
+
+
+def checkpoint_horizon(session: Session, *, older_than: int) -> int:
+    """The highest entry pk whose ledger transaction was created before `older_than`.
+
+    Entry pks come from a sequence and transactions commit out of order, so the newest entries may
+    still have uncommitted neighbours below them. Units of work last seconds; a horizon minutes in
+    the past is far behind any open transaction.
+    """
+    txns = cast(Table, LedgerTransaction.__table__)
+    value = session.scalar(
+        select(func.max(_ENTRIES.c.pk))
+        .join(txns, txns.c.pk == _ENTRIES.c.transaction_pk)
+        .where(txns.c.created < older_than)
     )
     return int(value or 0)

@@ -85,10 +85,15 @@ def _currencies_consistent(session: Session) -> Check:
     return check
 
 
-def _balances_match_entries(session: Session) -> Check:
-    check = Check("balances_match_entries", "every account balance equals the sum of its entries")
+def _checkpoints_match_entries(session: Session) -> Check:
+    check = Check(
+        "checkpoints_match_entries",
+        "every account checkpoint equals the sum of its entries up to the checkpoint",
+    )
     derived = (
         select(LedgerEntry.account_pk, func.sum(LedgerEntry.amount).label("total"))
+        .join(LedgerAccount, LedgerAccount.pk == LedgerEntry.account_pk)
+        .where(LedgerEntry.pk <= LedgerAccount.checkpoint_entry_pk)
         .group_by(LedgerEntry.account_pk)
         .subquery()
     )
@@ -97,28 +102,32 @@ def _balances_match_entries(session: Session) -> Check:
             LedgerAccount.merchant_id,
             LedgerAccount.currency,
             LedgerAccount.code,
-            LedgerAccount.balance,
+            LedgerAccount.checkpoint_balance,
             func.coalesce(derived.c.total, 0),
         )
         .outerjoin(derived, derived.c.account_pk == LedgerAccount.pk)
-        .where(LedgerAccount.balance != func.coalesce(derived.c.total, 0))
+        .where(LedgerAccount.checkpoint_balance != func.coalesce(derived.c.total, 0))
         .limit(MAX_EXAMPLES)
     ).all()
     check.problems = [
-        f"{merchant} {currency} {code}: stored {stored}, entries sum to {total}"
+        f"{merchant} {currency} {code}: checkpoint {stored}, entries sum to {total}"
         for merchant, currency, code, stored, total in rows
     ]
     return check
 
 
 def _account_totals(session: Session, code: str) -> dict[tuple[str, bool, str], int]:
+    """Current balances derived from every entry (not from checkpoints)."""
     rows = session.execute(
         select(
             LedgerAccount.merchant_id,
             LedgerAccount.livemode,
             LedgerAccount.currency,
-            LedgerAccount.balance,
-        ).where(LedgerAccount.code == code)
+            func.sum(LedgerEntry.amount),
+        )
+        .join(LedgerEntry, LedgerEntry.account_pk == LedgerAccount.pk)
+        .where(LedgerAccount.code == code)
+        .group_by(LedgerAccount.merchant_id, LedgerAccount.livemode, LedgerAccount.currency)
     ).all()
     return {(m, bool(lm), c): int(b) for m, lm, c, b in rows}
 
@@ -236,7 +245,7 @@ def verify(session: Session) -> Report:
     checks = [
         _transactions_balance(session),
         _currencies_consistent(session),
-        _balances_match_entries(session),
+        _checkpoints_match_entries(session),
         _merchant_balance_matches(session),
         _fees_match(session),
         _receivable_matches(session),

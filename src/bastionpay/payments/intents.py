@@ -148,7 +148,10 @@ def get(
     )
 
 
-def create(session: Session, ctx: PaymentContext, fields: IntentFields) -> PaymentIntent:
+def create(
+    session: Session, ctx: PaymentContext, fields: IntentFields
+) -> tuple[PaymentIntent, PaymentMethod | None]:
+    """A new PaymentIntent, and its PaymentMethod (if given) so confirm needn't reload it."""
     if fields.amount is None:
         raise InvalidRequestError(
             "Missing required param: amount.", code="parameter_missing", param="amount"
@@ -179,12 +182,12 @@ def create(session: Session, ctx: PaymentContext, fields: IntentFields) -> Payme
     )
     if fields.customer is not None:
         intent.customer_id = _customer(session, ctx, fields.customer).id
+    method = None
     if fields.payment_method is not None:
-        _attach_payment_method(session, ctx, intent, fields.payment_method)
+        method = _attach_payment_method(session, ctx, intent, fields.payment_method)
         intent.status = "requires_confirmation"
     session.add(intent)
-    session.flush()
-    return intent
+    return intent, method
 
 
 def update(
@@ -290,6 +293,8 @@ def confirm(
     ctx: PaymentContext,
     intent_id: str | PaymentIntent,
     payment_method: str | None = None,
+    *,
+    method: PaymentMethod | None = None,
 ) -> ConfirmOutcome:
     intent = (
         intent_id
@@ -299,7 +304,7 @@ def confirm(
     if intent.status not in CONFIRMABLE:
         raise _unexpected_state(intent, "confirm")
     if payment_method is not None:
-        _attach_payment_method(session, ctx, intent, payment_method)
+        method = _attach_payment_method(session, ctx, intent, payment_method)
     if intent.payment_method_id is None:
         raise InvalidRequestError(
             "You cannot confirm this PaymentIntent because it's missing a payment method. "
@@ -307,14 +312,15 @@ def confirm(
             code="payment_intent_unexpected_state",
             param="payment_method",
         )
-    method = get_owned(
-        session,
-        PaymentMethod,
-        "PaymentMethod",
-        intent.payment_method_id,
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-    )
+    if method is None or method.id != intent.payment_method_id:
+        method = get_owned(
+            session,
+            PaymentMethod,
+            "PaymentMethod",
+            intent.payment_method_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+        )
     intent.status = "processing"
     charge = Charge(
         id=new_id("ch"),
@@ -335,7 +341,6 @@ def confirm(
         outcome={},
     )
     session.add(charge)
-    session.flush()
     # Fail closed (P3): an exception from the processor propagates and the unit of work rolls
     # everything back; no charge or posting survives a failed authorization call.
     result = ctx.connector.authorize(

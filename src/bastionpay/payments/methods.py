@@ -58,7 +58,6 @@ def resolve(
             metadata_={},
         )
         session.add(method)
-        session.flush()
         return method
     try:
         return get_owned(

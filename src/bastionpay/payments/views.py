@@ -79,9 +79,10 @@ def create_intent(call: Call) -> Result:
     p: s.CreatePaymentIntent = call.params
     metadata = merge_metadata({}, p.metadata)
     _expander(call, PI_EXPANDABLE)  # refuse bad expand paths before any effect
-    intent = intents.create(call.session, call.ctx, _fields(p, metadata))
+    intent, method = intents.create(call.session, call.ctx, _fields(p, metadata))
     if p.confirm:
-        return _intent_result(call, intents.confirm(call.session, call.ctx, intent))
+        outcome = intents.confirm(call.session, call.ctx, intent, method=method)
+        return _intent_result(call, outcome)
     return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 

@@ -216,7 +216,8 @@ def upgrade() -> None:
         sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("code", sa.String(length=64), nullable=False),
-        sa.Column("balance", sa.BigInteger(), nullable=False),
+        sa.Column("checkpoint_balance", sa.BigInteger(), nullable=False),
+        sa.Column("checkpoint_entry_pk", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_ledger_accounts")),
         sa.UniqueConstraint(
             "merchant_id",
