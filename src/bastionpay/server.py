@@ -31,7 +31,8 @@ def serve_api(runtime: Runtime, sock: socket.socket, cert_file: Path, key_file: 
         access_log=False,  # structured, redacting request logs arrive with the audit issue
         log_level="warning",
         lifespan="off",
-        timeout_graceful_shutdown=10,
+        # Idle TLS keep-alive connections otherwise hold shutdown for the whole grace period.
+        timeout_graceful_shutdown=3,
     )
     config.load()
     if config.ssl is None:  # pragma: no cover - ssl_certfile is always set

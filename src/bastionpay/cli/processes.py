@@ -27,10 +27,15 @@ from bastionpay.cli.common import configure_logging, data_dir_option, settings_f
 from bastionpay.crypto.keyfiles import write_private
 from bastionpay.edge.tls import client_context
 from bastionpay.jobs.worker import run_forever
-from bastionpay.server import bind, serve_api
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    from bastionpay.server import bind  # noqa: PLC0415 - keeps the web stack out of admin commands
+
+    return bind(host, port)
 
 
 def _url(host: str, port: int) -> str:
@@ -82,7 +87,7 @@ def up(data_dir: Path | None, host: str | None, api_port: int | None) -> None:
     demo = bootstrap.ensure_demo_merchant(runtime)
     runtime.db.dispose()
 
-    sock = bind(settings.host, settings.api_port)
+    sock = _bind(settings.host, settings.api_port)
     port = int(sock.getsockname()[1])
     url = _url(settings.host, port)
     data = settings.resolved_data_dir()
@@ -151,7 +156,10 @@ def api(data_dir: Path | None, fd: int | None, host: str | None, api_port: int |
     settings = settings_for(data_dir, host=host, api_port=api_port)
     runtime = bootstrap.initialise(settings)
     tls = bootstrap.tls_files(settings)
-    sock = socket.socket(fileno=fd) if fd is not None else bind(settings.host, settings.api_port)
+    sock = socket.socket(fileno=fd) if fd is not None else _bind(settings.host, settings.api_port)
+    # Imported here so admin commands (`merchants create`, …) don't load the web stack.
+    from bastionpay.server import serve_api  # noqa: PLC0415
+
     serve_api(runtime, sock, tls.cert_file, tls.key_file)
 
 

@@ -176,6 +176,7 @@ def create(
         receipt_email=fields.receipt_email,
         statement_descriptor=fields.statement_descriptor,
         metadata_=dict(fields.metadata or {}),
+        confirmation_method="automatic",  # set here: rendered before any flush applies defaults
         amount_capturable=0,
         amount_received=0,
         client_secret_suffix=random_base62(24),

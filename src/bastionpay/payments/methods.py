@@ -76,15 +76,19 @@ def resolve(
 def attach(
     session: Session, ctx: PaymentContext, payment_method_id: str, customer_id: str
 ) -> PaymentMethod:
-    method = get_owned(
-        session,
-        PaymentMethod,
-        "PaymentMethod",
-        payment_method_id,
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        for_update=True,
-    )
+    if payment_method_id in TEST_CARDS:
+        # Like Stripe, attaching `pm_card_visa` attaches a fresh PaymentMethod minted from it.
+        method = resolve(session, ctx, payment_method_id, param="payment_method")
+    else:
+        method = get_owned(
+            session,
+            PaymentMethod,
+            "PaymentMethod",
+            payment_method_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            for_update=True,
+        )
     customer = get_owned(
         session,
         Customer,
