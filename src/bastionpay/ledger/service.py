@@ -111,6 +111,30 @@ def forget_cached_accounts() -> None:
         _ACCOUNT_PKS.clear()
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One balanced ledger transaction to write: what happened, to which object, and its lines."""
+
+    kind: str
+    source_id: str
+    lines: Sequence[Line]
+
+
+def _check(posting: Posting) -> None:
+    if not posting.lines:
+        raise LedgerImbalance("a ledger transaction needs at least one line")
+    for line in posting.lines:
+        if not isinstance(line.amount, int) or isinstance(line.amount, bool):
+            raise LedgerImbalance("ledger amounts are integer minor units")
+        if line.account not in ACCOUNT_CODES:
+            raise LedgerImbalance(f"unknown ledger account {line.account}")
+    total = sum(line.amount for line in posting.lines)
+    if total != 0:
+        raise LedgerImbalance(
+            f"{posting.kind} for {posting.source_id} does not balance (off by {total})"
+        )
+
+
 def post(
     session: Session,
     *,
@@ -122,67 +146,68 @@ def post(
     lines: Sequence[Line],
     now: int,
 ) -> Posted:
-    if not lines:
-        raise LedgerImbalance("a ledger transaction needs at least one line")
-    for line in lines:
-        if not isinstance(line.amount, int) or isinstance(line.amount, bool):
-            raise LedgerImbalance("ledger amounts are integer minor units")
-        if line.account not in ACCOUNT_CODES:
-            raise LedgerImbalance(f"unknown ledger account {line.account}")
-    total = sum(line.amount for line in lines)
-    if total != 0:
-        raise LedgerImbalance(f"{kind} for {source_id} does not balance (off by {total})")
-
-    # Core insert with RETURNING: no ORM flush is forced here, so the payment's own rows are
-    # written once, with their final values, when the unit of work commits.
-    txn_id = new_id("ltx")
-    with session.no_autoflush:
-        return _insert_posting(
-            session, txn_id, merchant_id, livemode, currency, kind, source_id, lines, now
-        )
+    return post_many(
+        session,
+        merchant_id=merchant_id,
+        livemode=livemode,
+        currency=currency,
+        now=now,
+        postings=[Posting(kind=kind, source_id=source_id, lines=lines)],
+    )[0]
 
 
-def _insert_posting(
+def post_many(
     session: Session,
-    txn_id: str,
+    *,
     merchant_id: str,
     livemode: bool,
     currency: str,
-    kind: str,
-    source_id: str,
-    lines: Sequence[Line],
     now: int,
-) -> Posted:
-    txn_pk = session.execute(
-        insert(_TXNS)
-        .values(
-            id=txn_id,
-            merchant_id=merchant_id,
-            livemode=livemode,
-            currency=currency,
-            kind=kind,
-            source_id=source_id,
-            created=now,
-        )
-        .returning(_TXNS.c.pk)
-    ).scalar_one()
-    deltas: dict[str, int] = {}
-    for line in lines:
-        deltas[line.account] = deltas.get(line.account, 0) + line.amount
-    url = str(session.get_bind().engine.url)
-    entries = [
+    postings: Sequence[Posting],
+) -> list[Posted]:
+    """Write several ledger transactions in two statements; every one is checked first."""
+    if not postings:
+        return []
+    for posting in postings:
+        _check(posting)  # all or nothing: nothing is written if any posting is unbalanced
+    rows = [
         {
-            "transaction_pk": txn_pk,
-            "account_pk": _account_pk(session, (url, merchant_id, livemode, currency, code)),
-            "amount": amount,
+            "id": new_id("ltx"),
+            "merchant_id": merchant_id,
+            "livemode": livemode,
             "currency": currency,
+            "kind": posting.kind,
+            "source_id": posting.source_id,
+            "created": now,
         }
-        for code, amount in sorted(deltas.items())
-        if amount != 0
+        for posting in postings
     ]
-    if entries:
-        session.execute(insert(_ENTRIES), entries)
-    return Posted(id=txn_id, pk=int(txn_pk))
+    # Core inserts with RETURNING: no ORM flush is forced here, so the payment's own rows are
+    # written once, with their final values, when the unit of work commits.
+    with session.no_autoflush:
+        returned = session.execute(insert(_TXNS).returning(_TXNS.c.id, _TXNS.c.pk), rows).all()
+        pk_by_id = {row_id: int(pk) for row_id, pk in returned}
+        url = str(session.get_bind().engine.url)
+        entries = []
+        for row, posting in zip(rows, postings, strict=True):
+            deltas: dict[str, int] = {}
+            for line in posting.lines:
+                deltas[line.account] = deltas.get(line.account, 0) + line.amount
+            for code, amount in sorted(deltas.items()):
+                if amount == 0:
+                    continue
+                key = (url, merchant_id, livemode, currency, code)
+                entries.append(
+                    {
+                        "transaction_pk": pk_by_id[row["id"]],
+                        "account_pk": _account_pk(session, key),
+                        "amount": amount,
+                        "currency": currency,
+                    }
+                )
+        if entries:
+            session.execute(insert(_ENTRIES), entries)
+    return [Posted(id=str(row["id"]), pk=pk_by_id[row["id"]]) for row in rows]
 
 
 def authorization_lines(amount: int) -> list[Line]:

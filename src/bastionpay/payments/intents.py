@@ -241,19 +241,29 @@ def _fee(ctx: PaymentContext, amount: int) -> int:
 
 
 def _book_capture(
-    session: Session, ctx: PaymentContext, intent: PaymentIntent, charge: Charge, captured: int
+    session: Session,
+    ctx: PaymentContext,
+    intent: PaymentIntent,
+    charge: Charge,
+    captured: int,
+    *,
+    preceding: tuple[ledger.Posting, ...] = (),
 ) -> None:
+    """Post the capture (after any `preceding` postings, in the same statements)."""
     fee = _fee(ctx, captured)
-    txn = ledger.post(
+    capture = ledger.Posting(
+        kind="capture",
+        source_id=charge.id,
+        lines=ledger.capture_lines(authorized=charge.amount, captured=captured, fee=fee),
+    )
+    txn = ledger.post_many(
         session,
         merchant_id=ctx.merchant_id,
         livemode=ctx.livemode,
         currency=intent.currency,
-        kind="capture",
-        source_id=charge.id,
         now=ctx.now,
-        lines=ledger.capture_lines(authorized=charge.amount, captured=captured, fee=fee),
-    )
+        postings=[*preceding, capture],
+    )[-1]
     balance_txn = BalanceTransaction(
         id=new_id("txn"),
         merchant_id=ctx.merchant_id,
@@ -385,22 +395,26 @@ def confirm(
         "seller_message": "Payment complete.",
     }
     intent.last_payment_error = None
-    ledger.post(
-        session,
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        currency=intent.currency,
+    authorization = ledger.Posting(
         kind="authorization",
         source_id=charge.id,
         lines=ledger.authorization_lines(intent.amount),
-        now=ctx.now,
     )
     if intent.capture_method == "manual":
+        ledger.post_many(
+            session,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            currency=intent.currency,
+            now=ctx.now,
+            postings=[authorization],
+        )
         intent.status = "requires_capture"
         intent.amount_capturable = intent.amount
     else:
         _capture_with_processor(ctx, charge, intent.amount)
-        _book_capture(session, ctx, intent, charge, intent.amount)
+        # Authorization and capture stay two ledger transactions, written together.
+        _book_capture(session, ctx, intent, charge, intent.amount, preceding=(authorization,))
     return ConfirmOutcome(intent=intent, charge=charge)
 
 
