@@ -87,6 +87,14 @@ def fresh_db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def pg_db_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated PostgreSQL database of its own, for behaviour SQLite cannot show."""
+    for url in _fresh_url("postgresql", tmp_path):
+        migrate.upgrade(url)
+        yield url
+
+
 def make_runtime(
     url: str,
     data_dir: Path,

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_parameters: int = Field(default=500, ge=10)
     max_nesting_depth: int = Field(default=5, ge=2)
 
+    # Requests executing the /v1 pipeline at once (threads). More threads than this only contend
+    # for the GIL and, on SQLite, for the single writer; the rest wait their turn in order.
+    api_concurrency: int = Field(default=2, ge=1, le=64)
+
     worker_interval_seconds: float = Field(default=30.0, gt=0)
     # Ledger checkpoints only fold entries older than this, far behind any open transaction.
     ledger_checkpoint_horizon_seconds: int = Field(default=300, ge=0)

@@ -6,6 +6,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+import anyio
+import anyio.to_thread
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -86,7 +88,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _dispatcher(
-    runtime: Runtime, by_method: dict[str, Endpoint]
+    runtime: Runtime, by_method: dict[str, Endpoint], limiter: anyio.CapacityLimiter
 ) -> Callable[[Request], Awaitable[Response]]:
     settings = runtime.settings
     limits = Limits(settings.max_body_bytes, settings.max_parameters, settings.max_nesting_depth)
@@ -113,7 +115,7 @@ def _dispatcher(
                 params=params,
                 request_id=request_id,
             )
-            out = await run_in_threadpool(execute, runtime, ep, incoming)
+            out = await anyio.to_thread.run_sync(execute, runtime, ep, incoming, limiter=limiter)
             return _json(
                 out.status,
                 out.body,
@@ -138,14 +140,14 @@ def _dispatcher(
     return endpoint
 
 
-def _routes(runtime: Runtime) -> list[Route]:
+def _routes(runtime: Runtime, limiter: anyio.CapacityLimiter) -> list[Route]:
     grouped: dict[str, dict[str, Endpoint]] = defaultdict(dict)
     for ep in ENDPOINTS:
         if ep.method in grouped[ep.path]:
             raise ValueError(f"duplicate route {ep.method} {ep.path}")
         grouped[ep.path][ep.method] = ep
     return [
-        Route(path, _dispatcher(runtime, methods), methods=list(methods))
+        Route(path, _dispatcher(runtime, methods, limiter), methods=list(methods))
         for path, methods in grouped.items()
     ]
 
@@ -173,6 +175,9 @@ class SecurityHeaders:
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
+    # Bounds the threads running the /v1 pipeline at once (settings.api_concurrency).
+    limiter = anyio.CapacityLimiter(runtime.settings.api_concurrency)
+
     async def livez(_: Request) -> Response:
         # The no-op endpoint: same listener and middleware, no database (benchmark baseline).
         return Response('{"status":"ok"}', media_type="application/json")
@@ -199,7 +204,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         return _error(err, new_id("req"))
 
     app = Starlette(
-        routes=[Route("/livez", livez), Route("/healthz", healthz), *_routes(runtime)],
+        routes=[Route("/livez", livez), Route("/healthz", healthz), *_routes(runtime, limiter)],
         exception_handlers={404: not_found, 405: not_found},
     )
     return SecurityHeaders(app)
