@@ -73,6 +73,18 @@ def resolve(
         raise ResourceMissing("PaymentMethod", payment_method_id, param=param) from None
 
 
+def _locked(session: Session, ctx: PaymentContext, payment_method_id: str) -> PaymentMethod:
+    return get_owned(
+        session,
+        PaymentMethod,
+        "PaymentMethod",
+        payment_method_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+        for_update=True,
+    )
+
+
 def attach(
     session: Session, ctx: PaymentContext, payment_method_id: str, customer_id: str
 ) -> PaymentMethod:
@@ -80,15 +92,7 @@ def attach(
         # Like Stripe, attaching `pm_card_visa` attaches a fresh PaymentMethod minted from it.
         method = resolve(session, ctx, payment_method_id, param="payment_method")
     else:
-        method = get_owned(
-            session,
-            PaymentMethod,
-            "PaymentMethod",
-            payment_method_id,
-            merchant_id=ctx.merchant_id,
-            livemode=ctx.livemode,
-            for_update=True,
-        )
+        method = _locked(session, ctx, payment_method_id)
     customer = get_owned(
         session,
         Customer,
@@ -111,15 +115,7 @@ def attach(
 
 
 def detach(session: Session, ctx: PaymentContext, payment_method_id: str) -> PaymentMethod:
-    method = get_owned(
-        session,
-        PaymentMethod,
-        "PaymentMethod",
-        payment_method_id,
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        for_update=True,
-    )
+    method = _locked(session, ctx, payment_method_id)
     if method.customer_id is None:
         raise InvalidRequestError(
             "The payment method you provided is not attached to a customer so detachment is "
