@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,33 @@ def test_ledger_verify_names_the_broken_invariant(
     assert code == 1
     assert f"invariant broken: {broken}" in out
     runtime.db.dispose()
+
+
+def test_files_the_platform_writes_are_owner_only(tmp_path: Path) -> None:
+    """The SQLite database, its WAL, keys and run files are readable by the owner only."""
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bastionpay",
+            "merchants",
+            "create",
+            "--name",
+            "m",
+            "--data-dir",
+            str(data),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "BASTIONPAY_DATABASE_URL"},
+    )
+    assert result.returncode == 0, result.stderr
+    written = [p for p in data.rglob("*")]
+    assert any(p.name == "api.db" for p in written)
+    for path in written:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is mode {oct(mode)}"

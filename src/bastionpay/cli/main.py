@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from bastionpay import __version__
@@ -20,4 +22,6 @@ for command in (up, api, worker, merchants_group, keys_group, ledger_group, db_g
 
 
 def main() -> None:
+    # Everything the platform writes (databases, WAL files, keys, run.json) is owner-only.
+    os.umask(0o077)
     cli()
