@@ -149,7 +149,7 @@ def test_files_the_platform_writes_are_owner_only(tmp_path: Path) -> None:
         env={k: v for k, v in os.environ.items() if k != "BASTIONPAY_DATABASE_URL"},
     )
     assert result.returncode == 0, result.stderr
-    written = [p for p in data.rglob("*")]
+    written = list(data.rglob("*"))
     assert any(p.name == "api.db" for p in written)
     for path in written:
         mode = stat.S_IMODE(path.stat().st_mode)
