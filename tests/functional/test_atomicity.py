@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -11,6 +12,7 @@ from tests.conftest import api_client, make_runtime
 from tests.functional.helpers import assert_ledger_ok, pay
 
 from bastionpay import bootstrap
+from bastionpay.api import render
 from bastionpay.db.uow import unit_of_work
 from bastionpay.idempotency.models import IdempotencyRecord
 from bastionpay.ledger import service as ledger_service
@@ -128,4 +130,41 @@ def test_ledger_rows_are_immutable_in_the_database(fresh_db_url: str, tmp_path: 
             session.execute(text(statement))
         assert "immutable" in str(info.value)
     assert_ledger_ok(runtime)
+    runtime.db.dispose()
+
+
+def test_rolled_back_postings_leave_no_cached_account_behind(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security review H1: a rollback after a posting must not poison the account-id cache.
+
+    SQLite reuses rolled-back rowids, so a stale cached id would book merchant A's money into
+    merchant B's accounts; on PostgreSQL it would fail every later posting of A.
+    """
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    first = bootstrap.create_merchant_with_keys(runtime, "a")
+    second = bootstrap.create_merchant_with_keys(runtime, "b")
+    original = render.payment_intent
+    calls = {"n": 0}
+
+    def fail_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("crash after the ledger posting, before commit")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "payment_intent", fail_once)
+    with api_client(runtime, first["secret_key"]) as api_a:
+        assert pay(api_a, 2000).status_code == 500  # postings written, then rolled back
+        with api_client(runtime, second["secret_key"]) as api_b:
+            assert pay(api_b, 3000).status_code == 200  # creates B's accounts
+        assert pay(api_a, 2000).status_code == 200
+    assert_ledger_ok(runtime)
+    with unit_of_work(runtime.db, write=False) as session:
+        assert ledger_service.account_balance(
+            session, first["id"], False, "usd", ledger_service.MERCHANT_BALANCE
+        ) == -(2000 - 88)
+        assert ledger_service.account_balance(
+            session, second["id"], False, "usd", ledger_service.MERCHANT_BALANCE
+        ) == -(3000 - 117)
     runtime.db.dispose()

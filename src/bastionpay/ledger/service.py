@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,12 +42,31 @@ _ENTRIES = cast(Table, LedgerEntry.__table__)
 _TXNS = cast(Table, LedgerTransaction.__table__)
 AccountKey = tuple[str, str, bool, str, str]  # (database url, merchant, livemode, currency, code)
 
-# Accounts are created once and never deleted, so their primary keys are remembered per process.
-# Keyed by database URL; a recreated database under the same URL would be caught by the foreign key
-# from ledger_entries to ledger_accounts (the insert fails and the payment rolls back).
+# Accounts are created once and never deleted, so their primary keys are remembered per process,
+# keyed by database URL. Only ids from *committed* transactions enter the cache: an id found or
+# created inside a unit of work is staged on the session and published by the after-commit hook
+# below, so a rollback can never leave a cached id that the database may later reuse for another
+# merchant's account (SQLite reuses rolled-back rowids).
 _ACCOUNT_PKS: dict[AccountKey, int] = {}
 _ACCOUNT_PKS_LOCK = threading.Lock()
 _ACCOUNT_CACHE_LIMIT = 100_000
+_STAGED = "bastionpay.ledger.staged_account_pks"
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_staged_accounts(session: Session) -> None:
+    staged: dict[AccountKey, int] | None = session.info.pop(_STAGED, None)
+    if not staged:
+        return
+    with _ACCOUNT_PKS_LOCK:
+        if len(_ACCOUNT_PKS) + len(staged) > _ACCOUNT_CACHE_LIMIT:
+            _ACCOUNT_PKS.clear()
+        _ACCOUNT_PKS.update(staged)
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_staged_accounts(session: Session) -> None:
+    session.info.pop(_STAGED, None)
 
 
 class LedgerImbalance(Exception):
@@ -69,9 +88,9 @@ class Line:
 
 
 def _account_pk(session: Session, key: AccountKey) -> int:
-    cached = _ACCOUNT_PKS.get(key)
+    cached = _ACCOUNT_PKS.get(key) or session.info.get(_STAGED, {}).get(key)
     if cached is not None:
-        return cached
+        return int(cached)
     _, merchant_id, livemode, currency, code = key
     # Get-or-create without a race: insert-if-absent, then read (both backends support it).
     dialect = session.get_bind().dialect.name
@@ -98,17 +117,8 @@ def _account_pk(session: Session, key: AccountKey) -> int:
     )
     if pk is None:  # pragma: no cover - the insert above guarantees the row
         raise LedgerImbalance(f"ledger account {code} could not be created")
-    with _ACCOUNT_PKS_LOCK:
-        if len(_ACCOUNT_PKS) >= _ACCOUNT_CACHE_LIMIT:
-            _ACCOUNT_PKS.clear()
-        _ACCOUNT_PKS[key] = int(pk)
+    session.info.setdefault(_STAGED, {})[key] = int(pk)
     return int(pk)
-
-
-def forget_cached_accounts() -> None:
-    """For tests that recreate a database under a URL already used in this process."""
-    with _ACCOUNT_PKS_LOCK:
-        _ACCOUNT_PKS.clear()
 
 
 @dataclass(frozen=True)
