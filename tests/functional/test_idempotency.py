@@ -100,13 +100,17 @@ def test_key_longer_than_255_characters_is_refused(api: TestClient) -> None:
 class SlowConnector(SandboxConnector):
     """Holds authorizations open until released, so requests truly overlap."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_only: bool = False) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.first_only = first_only
+        self.calls = 0
 
     def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
-        self.entered.set()
-        self.release.wait(timeout=10)
+        self.calls += 1
+        if self.calls == 1 or not self.first_only:
+            self.entered.set()
+            self.release.wait(timeout=10)
         return super().authorize(request)
 
 
@@ -175,4 +179,44 @@ def test_keys_are_kept_24_hours_then_pruned(fresh_db_url: str, tmp_path: Path) -
         fresh = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "old"})
         assert "idempotent-replayed" not in fresh.headers
     assert _intent_count(runtime, merchant["id"]) == 2
+    runtime.db.dispose()
+
+
+def test_a_key_taken_over_after_the_lock_timeout_still_has_one_effect(
+    pg_db_url: str, tmp_path: Path
+) -> None:
+    """Security review H3: a request that overruns the lock timeout must not commit its effect.
+
+    PostgreSQL only: SQLite in one process serializes writers, so the takeover cannot happen there.
+    """
+    clock = FrozenClock(1_800_000_000)
+    connector = SlowConnector(first_only=True)  # the retry reaches a healthy processor
+    runtime = make_runtime(pg_db_url, tmp_path, clock=clock, connector=connector, api_concurrency=4)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    first: dict[str, Any] = {}
+
+    def slow_first() -> None:
+        with api_client(runtime, merchant["secret_key"]) as api:
+            response = api.post(
+                "/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "overrun"}
+            )
+            first["status"], first["body"] = response.status_code, response.json()
+
+    thread = threading.Thread(target=slow_first)
+    thread.start()
+    assert connector.entered.wait(timeout=10)
+    clock.advance(runtime.settings.idempotency_lock_timeout_seconds + 1)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        second = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "overrun"})
+    assert second.status_code == 200, second.text
+    connector.release.set()
+    thread.join(timeout=30)
+    assert first["status"] == 409
+    assert first["body"]["error"]["code"] == "idempotency_key_in_use"
+    assert _intent_count(runtime, merchant["id"]) == 1
+    with api_client(runtime, merchant["secret_key"]) as api:
+        replay = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": "overrun"})
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == second.json()["id"]
+    assert_ledger_ok(runtime)
     runtime.db.dispose()

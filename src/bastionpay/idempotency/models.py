@@ -20,6 +20,9 @@ class IdempotencyRecord(Base):
     request_path: Mapped[str] = mapped_column(String(256))
     request_hash: Mapped[str] = mapped_column(String(64))
     locked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Fences the holder: a takeover after the lock timeout issues a new token, and the old holder's
+    # late `complete`/`release` match no row (security review H3).
+    lock_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,8 @@ class Replay:
 @dataclass(frozen=True)
 class Reservation:
     pk: int
+    token: str
+    key_preview: str
 
 
 def fingerprint(method: str, path: str, params: dict[str, Any]) -> str:
@@ -70,6 +73,7 @@ def begin(
     lock_timeout: int,
 ) -> Replay | Reservation:
     check_key(key)
+    token = secrets.token_hex(16)
     try:
         with unit_of_work(db, write=True) as session:
             record = session.scalar(
@@ -90,11 +94,12 @@ def begin(
                     request_path=path,
                     request_hash=request_hash,
                     locked_at=now,
+                    lock_token=token,
                     created=now,
                 )
                 session.add(record)
                 session.flush()
-                return Reservation(pk=record.pk)
+                return Reservation(pk=record.pk, token=token, key_preview=_preview(key))
             if (
                 record.request_hash != request_hash
                 or record.request_path != path
@@ -110,32 +115,51 @@ def begin(
                 return Replay(status=record.response_status, body=record.response_body)
             if record.locked_at is not None and now - record.locked_at < lock_timeout:
                 raise IdempotencyKeyInUse(_preview(key))
-            # The previous holder died without completing; nothing of it was committed.
+            # The previous holder died or overran the lock timeout. Take over with a new token: if
+            # the old holder is in fact still running, its `complete` now matches no row, so its
+            # unit of work rolls back and only this request's effect can commit.
             record.locked_at = now
-            return Reservation(pk=record.pk)
+            record.lock_token = token
+            return Reservation(pk=record.pk, token=token, key_preview=_preview(key))
     except IntegrityError:
         # Lost the race to insert the key (PostgreSQL): another request holds it right now.
         raise IdempotencyKeyInUse(_preview(key)) from None
 
 
-def complete(session: Session, reservation: Reservation, status: int, body: str) -> None:
-    session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.pk == reservation.pk)
-        .values(response_status=status, response_body=body, locked_at=None)
+def _held(reservation: Reservation) -> ColumnElement[bool]:
+    return and_(
+        IdempotencyRecord.pk == reservation.pk,
+        IdempotencyRecord.lock_token == reservation.token,
+        IdempotencyRecord.response_status.is_(None),
     )
+
+
+def complete(session: Session, reservation: Reservation, status: int, body: str) -> None:
+    """Store the response in the caller's unit of work; raise if the reservation was taken over."""
+    result = session.execute(
+        update(IdempotencyRecord)
+        .where(_held(reservation))
+        .values(response_status=status, response_body=body, locked_at=None, lock_token=None)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        # Another request took the key over after our lock timed out; our effect must not commit.
+        raise IdempotencyKeyInUse(reservation.key_preview)
 
 
 def store_error(db: Database, reservation: Reservation, status: int, body: str) -> None:
     """An error raised while executing is the key's result too (Stripe replays errors)."""
     with unit_of_work(db, write=True) as session:
-        complete(session, reservation, status, body)
+        session.execute(
+            update(IdempotencyRecord)
+            .where(_held(reservation))
+            .values(response_status=status, response_body=body, locked_at=None, lock_token=None)
+        )
 
 
 def release(db: Database, reservation: Reservation) -> None:
     """Forget a reservation whose request failed unexpectedly, so the client can retry."""
     with unit_of_work(db, write=True) as session:
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.pk == reservation.pk))
+        session.execute(delete(IdempotencyRecord).where(_held(reservation)))
 
 
 def prune(session: Session, *, older_than: int) -> int:

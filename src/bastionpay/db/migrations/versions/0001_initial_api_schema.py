@@ -193,6 +193,7 @@ def upgrade() -> None:
         sa.Column("request_path", sa.String(length=256), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("locked_at", sa.BigInteger(), nullable=True),
+        sa.Column("lock_token", sa.String(length=32), nullable=True),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column("created", sa.BigInteger(), nullable=False),
