@@ -41,6 +41,8 @@ def tls_files(settings: Settings) -> TLSFiles:
 def initialise(settings: Settings) -> Runtime:
     data_dir = settings.resolved_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir's mode does not apply to a directory that already exists (e.g. created 0755 by hand).
+    data_dir.chmod(0o700)
     runtime = build_runtime(settings)
     migrate.upgrade(settings.resolved_database_url())
     return runtime

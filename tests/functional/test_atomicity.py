@@ -125,6 +125,7 @@ def test_ledger_rows_are_immutable_in_the_database(fresh_db_url: str, tmp_path: 
         "DELETE FROM ledger_entries",
         "UPDATE ledger_transactions SET kind = 'x'",
         "DELETE FROM balance_transactions",
+        *(["TRUNCATE ledger_entries"] if not runtime.db.is_sqlite else []),
     ):
         with pytest.raises(DBAPIError) as info, unit_of_work(runtime.db, write=True) as session:
             session.execute(text(statement))
@@ -167,4 +168,84 @@ def test_rolled_back_postings_leave_no_cached_account_behind(
         assert ledger_service.account_balance(
             session, second["id"], False, "usd", ledger_service.MERCHANT_BALANCE
         ) == -(3000 - 117)
+    runtime.db.dispose()
+
+
+class RecordingConnector(SandboxConnector):
+    """Remembers what was done at the processor, including compensations."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
+        result = super().authorize(request)
+        self.log.append(f"authorize {result.reference}")
+        return result
+
+    def capture(self, reference: str, amount: int, currency: str) -> OperationResult:
+        self.log.append(f"capture {reference} {amount}")
+        return super().capture(reference, amount, currency)
+
+    def void(self, reference: str) -> OperationResult:
+        self.log.append(f"void {reference}")
+        return super().void(reference)
+
+    def refund(self, reference: str, refund_id: str, amount: int, currency: str) -> OperationResult:
+        self.log.append(f"refund {reference} {amount}")
+        return super().refund(reference, refund_id, amount, currency)
+
+
+def test_a_failure_after_the_processor_moved_money_is_compensated(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security review H2: authorized and captured at the processor, then the unit of work fails:
+    the capture is refunded and the authorization voided, and nothing is recorded."""
+    connector = RecordingConnector()
+    runtime = make_runtime(fresh_db_url, tmp_path, connector=connector)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    before = _counts(runtime)
+
+    def crash(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("crash after the processor calls, before commit")
+
+    monkeypatch.setattr(render, "payment_intent", crash)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        assert pay(api, 2000).status_code == 500
+    reference = connector.log[0].split()[1]
+    assert connector.log == [
+        f"authorize {reference}",
+        f"capture {reference} 2000",
+        f"refund {reference} 2000",  # newest first: the capture is undone, then the hold
+        f"void {reference}",
+    ]
+    assert _counts(runtime) == before
+    runtime.db.dispose()
+
+
+def test_invalid_input_is_refused_before_the_processor_is_called(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    """Security review H2/M2: a NUL byte or a 51st metadata key fails validation, not the commit."""
+    connector = RecordingConnector()
+    runtime = make_runtime(fresh_db_url, tmp_path, connector=connector)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        nul = pay(api, 2000, description="bad\x00byte")
+        assert nul.status_code == 400
+        assert nul.json()["error"]["param"] == "description"
+        assert api.post("/v1/customers", data={"email": "a\x1b[31m@x.test"}).status_code == 400
+        assert connector.log == []
+        intent = pay(
+            api, 2000, capture_method="manual", **{f"metadata[k{i}]": "v" for i in range(50)}
+        ).json()
+        connector.log.clear()
+        too_many = api.post(
+            f"/v1/payment_intents/{intent['id']}/capture", data={"metadata[one_more]": "v"}
+        )
+        assert too_many.status_code == 400
+        assert connector.log == []  # refused before the capture reached the processor
+        assert api.get(f"/v1/payment_intents/{intent['id']}").json()["status"] == (
+            "requires_capture"
+        )
+    assert_ledger_ok(runtime)
     runtime.db.dispose()

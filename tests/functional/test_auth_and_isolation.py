@@ -147,3 +147,27 @@ def test_test_and_live_mode_are_separate_worlds(
         balance = live.get("/v1/balance").json()
         assert balance["livemode"] is True
         assert balance["pending"][0]["amount"] == 0
+
+
+def test_restricted_key_cannot_read_customers_through_expand(
+    runtime: Runtime, api: TestClient, merchant: dict[str, Any]
+) -> None:
+    """Security review M1: expanding an object needs that object's own permission."""
+    customer = api.post("/v1/customers", data={"email": "pii@example.com"}).json()
+    intent = pay(api, customer=customer["id"]).json()
+    _, key = _issue(runtime, merchant["id"], "restricted", permissions=frozenset({"payments:read"}))
+    with api_client(runtime, key) as restricted:
+        assert restricted.get(f"/v1/payment_intents/{intent['id']}").status_code == 200
+        for expand in ("customer", "payment_method"):
+            response = restricted.get(
+                f"/v1/payment_intents/{intent['id']}", params={"expand[]": expand}
+            )
+            assert response.status_code == 403, expand
+            assert "pii@example.com" not in response.text
+        listed = restricted.get("/v1/payment_intents", params={"expand[]": "data.customer"})
+        assert listed.status_code == 403
+        ok = restricted.get(
+            f"/v1/payment_intents/{intent['id']}", params={"expand[]": "latest_charge"}
+        )
+        assert ok.status_code == 200
+        assert ok.json()["latest_charge"]["id"] == intent["latest_charge"]

@@ -8,6 +8,7 @@ import pytest
 
 from bastionpay.api.forms import Limits, decode_body, decode_form
 from bastionpay.api.params import (
+    CLEAR_ALL,
     FormBool,
     FormInt,
     Metadata,
@@ -128,5 +129,11 @@ def test_metadata_limits() -> None:
 def test_metadata_update_semantics() -> None:
     current = {"a": "1", "b": "2"}
     assert merge_metadata(current, {"a": "", "c": "3"}) == {"b": "2", "c": "3"}
-    assert merge_metadata(current, {"__clear__": ""}) == {}
+    assert merge_metadata(current, {CLEAR_ALL: ""}) == {}
+    # The clear marker cannot be forged: a user key with brackets is refused.
+    with pytest.raises(InvalidRequestError):
+        validate(Sample, {"amount": "1", "metadata": {CLEAR_ALL: ""}})
+    assert validate(Sample, {"amount": "1", "metadata": {"__clear__": "x"}}).metadata == {
+        "__clear__": "x"
+    }
     assert merge_metadata(current, None) == current

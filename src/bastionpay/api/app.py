@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +30,7 @@ from bastionpay.payments import views as payment_views
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.api")
+_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
 ENDPOINTS: list[Endpoint] = [
     *payment_views.ENDPOINTS,
@@ -97,7 +99,20 @@ def _dispatcher(
         request_id = new_id("req")
         idem_key = request.headers.get("idempotency-key")
         try:
-            ep = by_method[request.method]
+            ep = by_method.get("GET" if request.method == "HEAD" else request.method)
+            if ep is None:
+                raise InvalidRequestError(
+                    f"Method not allowed for URL ({request.method}: {request.url.path[:200]})."
+                )
+            for value in request.path_params.values():
+                if not _ID.match(str(value)):
+                    # Object ids are short and plain; anything else cannot name an object.
+                    missing = InvalidRequestError(
+                        f"Unrecognized request URL ({request.method}: {request.url.path[:200]}).",
+                        code="resource_missing",
+                    )
+                    missing.http_status = 404
+                    raise missing
             if ep.method == "POST":
                 raw = await _read_body(request, limits.max_body_bytes)
                 params = decode_body(raw, request.headers.get("content-type", ""), limits)
@@ -130,12 +145,7 @@ def _dispatcher(
         except Exception:
             # Fail closed (P3) with a generic message; the detail goes to the log, not the client.
             log.exception("unhandled error", extra={"request_id": request_id})
-            return _error(
-                BastionPayError(
-                    "An unexpected error occurred. Please retry with the same Idempotency-Key."
-                ),
-                request_id,
-            )
+            return _error(BastionPayError("An unexpected error occurred."), request_id)
 
     return endpoint
 

@@ -72,7 +72,8 @@ def _listify(value: Any) -> Any:
     """Turn dicts whose keys are all digits (`a[0]`, `a[1]`) into lists, recursively."""
     if isinstance(value, dict):
         converted = {k: _listify(v) for k, v in value.items()}
-        if converted and all(k.isdigit() for k in converted):
+        # Only short ASCII digit keys are indexes ("²".isdigit() is True; huge ints are slow).
+        if converted and all(k.isascii() and k.isdigit() and len(k) <= 4 for k in converted):
             return [converted[k] for k in sorted(converted, key=int)]
         return converted
     if isinstance(value, list):
@@ -88,7 +89,10 @@ def decode_form(raw: bytes | str, limits: Limits) -> dict[str, Any]:
             keep_blank_values=True,
             strict_parsing=False,
             max_num_fields=limits.max_parameters,
+            errors="strict",  # %FF is an error, not a silent U+FFFD (one reading for every hop)
         )
+    except UnicodeDecodeError as exc:
+        raise _invalid("Request parameters are not valid UTF-8.") from exc
     except ValueError as exc:
         raise RequestTooLarge(
             f"Too many parameters: at most {limits.max_parameters} are allowed.",
@@ -136,9 +140,21 @@ def _stringify_scalars(value: Any) -> Any:
     return value
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:50]!r}")
+        result[key] = value
+    return result
+
+
 def decode_json(raw: bytes, limits: Limits) -> dict[str, Any]:
     try:
-        value = json.loads(raw) if raw.strip() else {}
+        # UTF-8 only (json.loads would sniff UTF-16/32); duplicate keys are an error, not
+        # last-one-wins, so a filter in front cannot read the body differently.
+        text = raw.decode("utf-8", errors="strict")
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys) if text.strip() else {}
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestError(
             "Invalid JSON body: the request body could not be parsed.", code="parameter_invalid"

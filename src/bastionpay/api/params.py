@@ -13,10 +13,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bastionpay.kernel.errors import InvalidRequestError
 
-_INT = re.compile(r"^-?\d{1,18}$")
+_INT = re.compile(r"^-?[0-9]{1,18}$")  # ASCII digits only: no Unicode digits as amounts
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FIELD = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 METADATA_MAX_KEYS = 50
+# `metadata=""` is carried as this key; user keys may not contain brackets, so none can forge it.
+CLEAR_ALL = "[clear]"
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_VALUE_LENGTH = 500
 
@@ -48,9 +51,19 @@ def _to_bool(value: Any) -> Any:
     raise _ParamError("parameter_invalid_boolean", f"Invalid boolean: {str(value)[:50]}")
 
 
+def _check_text(value: str) -> str:
+    # Control characters (NUL above all) have no business in any parameter: PostgreSQL refuses
+    # NUL in text, and the rest invite log injection (ASVS 16.4.1). Tab and newlines are fine.
+    if _CONTROL.search(value):
+        raise _ParamError(
+            "parameter_invalid_string", "Invalid string: control characters are not allowed"
+        )
+    return value
+
+
 def _to_str(value: Any) -> Any:
     if isinstance(value, str):
-        return value
+        return _check_text(value)
     raise _ParamError("parameter_invalid_string", "Invalid string: expected a string value")
 
 
@@ -58,7 +71,7 @@ def _to_metadata(value: Any) -> Any:
     # `metadata=""` unsets every key (Stripe); returned as {} with the empty-means-delete rule
     # applied by the service.
     if value == "":
-        return {"__clear__": ""}
+        return {CLEAR_ALL: ""}
     if not isinstance(value, dict):
         raise _ParamError(
             "parameter_invalid", "Invalid metadata: must be a hash of key-value pairs"
@@ -78,6 +91,8 @@ def _to_metadata(value: Any) -> Any:
             )
         if not isinstance(item, str):
             raise _ParamError("parameter_invalid", "Invalid metadata: values must be strings")
+        _check_text(key)
+        _check_text(item)
         if len(item) > METADATA_MAX_VALUE_LENGTH:
             raise _ParamError(
                 "parameter_invalid",
@@ -107,7 +122,7 @@ def merge_metadata(current: dict[str, Any], update: dict[str, str] | None) -> di
     """Stripe's update semantics: `k=""` deletes `k`; `metadata=""` deletes every key."""
     if update is None:
         return dict(current)
-    if "__clear__" in update:
+    if CLEAR_ALL in update:
         return {}
     merged = dict(current)
     for key, value in update.items():

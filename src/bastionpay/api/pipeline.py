@@ -124,9 +124,9 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
             return Outgoing(status=begun.status, body=begun.body, replayed=True)
         reservation = begun
 
+    ctx = runtime.payment_context(caller.merchant_id, caller.livemode, now)
     try:
         with unit_of_work(db, write=endpoint.writes) as session:
-            ctx = runtime.payment_context(caller.merchant_id, caller.livemode, now)
             call = Call(
                 session=session,
                 caller=caller,
@@ -143,6 +143,8 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 merchants.touch_last_used(session, key_pk, now)
                 stale = False
     except BastionPayError as exc:
+        # Nothing was committed: undo what the processor already did (void, refund) (P2).
+        ctx.journal.compensate()
         if reservation is not None:
             if exc.http_status < 500:
                 # A request error is the key's result: replayed like Stripe does.
@@ -152,6 +154,7 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 idempotency.release(db, reservation)
         raise
     except Exception:
+        ctx.journal.compensate()
         if reservation is not None:
             idempotency.release(db, reservation)
         raise

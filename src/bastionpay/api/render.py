@@ -13,11 +13,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastionpay.customers.models import Customer
-from bastionpay.kernel.errors import InvalidRequestError
+from bastionpay.kernel.errors import InvalidRequestError, PermissionDenied
 from bastionpay.ledger.models import BalanceTransaction
+from bastionpay.merchants import permissions as perm
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod, Refund
 
 Obj = dict[str, Any]
+
+EXPAND_PERMISSIONS: dict[str, str] = {
+    "customer": perm.CUSTOMERS_READ,
+    "payment_method": perm.CUSTOMERS_READ,
+    "latest_charge": perm.PAYMENTS_READ,
+    "payment_intent": perm.PAYMENTS_READ,
+    "balance_transaction": perm.BALANCE_READ,
+}
 
 
 class Expander:
@@ -30,8 +39,10 @@ class Expander:
         livemode: bool,
         paths: list[str],
         *,
+        permissions: frozenset[str],
         list_prefix: bool = False,
     ) -> None:
+        self.permissions = permissions
         self.session = session
         self.merchant_id = merchant_id
         self.livemode = livemode
@@ -60,6 +71,15 @@ class Expander:
                     f"This property cannot be expanded ({path}).",
                     code="parameter_invalid",
                     param="expand",
+                )
+            # Expanding an object reads it: the key needs that object's own permission, or a
+            # restricted key could read customers through `expand` (security review M1; I5).
+            needed = EXPAND_PERMISSIONS[path]
+            if needed not in self.permissions:
+                raise PermissionDenied(
+                    f"The provided key does not have the required permissions to expand "
+                    f"{path} ({needed}).",
+                    code="insufficient_permissions",
                 )
 
     def load(self, model: type[Any], object_id: str | None) -> Any:

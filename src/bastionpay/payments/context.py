@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.payments.interfaces import ProcessorConnector
+from bastionpay.payments.journal import ProcessorJournal
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,5 @@ class PaymentContext:
     connector: ProcessorConnector
     pricing: Pricing
     fingerprints: KeyedHasher
+    # Processor operations of this unit of work, undone if it does not commit.
+    journal: ProcessorJournal = field(default_factory=ProcessorJournal)

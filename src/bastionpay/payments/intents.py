@@ -365,6 +365,12 @@ def confirm(
         )
     )
     intent.latest_charge_id = charge.id
+    if result.approved and result.reference is not None:
+        reference = result.reference
+        ctx.journal.record(
+            f"authorization {reference} of {charge.id}",
+            lambda: ctx.connector.void(reference),
+        )
     if not result.approved:
         decline = result.decline or Decline(
             "card_declined", "generic_decline", "Your card was declined."
@@ -421,9 +427,14 @@ def confirm(
 def _capture_with_processor(ctx: PaymentContext, charge: Charge, amount: int) -> None:
     if charge.processor_reference is None:
         raise ProcessorError("The charge has no authorization to capture.")
-    outcome = ctx.connector.capture(charge.processor_reference, amount, charge.currency)
+    reference, currency = charge.processor_reference, charge.currency
+    outcome = ctx.connector.capture(reference, amount, currency)
     if not outcome.succeeded:
         raise ProcessorError(outcome.failure_message or "The processor refused the capture.")
+    ctx.journal.record(
+        f"capture of {amount} {currency} on {reference} for {charge.id}",
+        lambda: ctx.connector.refund(reference, f"reversal_{charge.id}", amount, currency),
+    )
 
 
 def capture(
@@ -482,6 +493,8 @@ def cancel(
             outcome = ctx.connector.void(charge.processor_reference)
             if not outcome.succeeded:
                 raise ProcessorError(outcome.failure_message or "The processor refused the void.")
+            # A void cannot be taken back: if this unit of work fails, reconcile by hand.
+            ctx.journal.record(f"void of {charge.processor_reference} for {charge.id}", None)
         ledger.post(
             session,
             merchant_id=ctx.merchant_id,

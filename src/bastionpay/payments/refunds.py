@@ -122,6 +122,8 @@ def create(
     )
     if not outcome.succeeded:
         raise ProcessorError(outcome.failure_message or "The processor refused the refund.")
+    # A refund cannot be taken back: if this unit of work fails, reconcile by hand.
+    ctx.journal.record(f"refund {refund.id} of {refund_amount} on {charge.id}", None)
     txn = ledger.post(
         session,
         merchant_id=ctx.merchant_id,

@@ -23,6 +23,7 @@ def _expander(call: Call, allowed: set[str], *, list_prefix: bool = False) -> re
         call.caller.merchant_id,
         call.caller.livemode,
         call.expand,
+        permissions=call.caller.permissions,
         list_prefix=list_prefix,
     )
     ex.check(allowed)
@@ -113,9 +114,12 @@ def confirm_intent(call: Call) -> Result:
 def capture_intent(call: Call) -> Result:
     p: s.CapturePaymentIntent = call.params
     _expander(call, PI_EXPANDABLE)
-    intent = intents.capture(call.session, call.ctx, call.path["id"], p.amount_to_capture)
-    if p.metadata is not None:
-        intent.metadata_ = merge_metadata(intent.metadata_, p.metadata)
+    # Validate everything before the processor moves money (security review H2).
+    current = intents.get(call.session, call.ctx, call.path["id"], lock=True)
+    metadata = merge_metadata(current.metadata_, p.metadata) if p.metadata is not None else None
+    intent = intents.capture(call.session, call.ctx, current.id, p.amount_to_capture)
+    if metadata is not None:
+        intent.metadata_ = metadata
     return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
@@ -156,7 +160,14 @@ def _render_charge(call: Call, row: Charge, ex: render.Expander) -> dict[str, An
         found_pi = ex.load(PaymentIntent, row.payment_intent_id)
         if found_pi is not None:
             body["payment_intent"] = render.payment_intent(
-                found_pi, render.Expander(call.session, row.merchant_id, row.livemode, [])
+                found_pi,
+                render.Expander(
+                    call.session,
+                    row.merchant_id,
+                    row.livemode,
+                    [],
+                    permissions=call.caller.permissions,
+                ),
             )
     return body
 

@@ -36,6 +36,11 @@ def _create_immutability_triggers() -> None:
                 f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION bastionpay_immutable()"
             )
+            # Row triggers do not fire on TRUNCATE; a statement trigger does.
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION bastionpay_immutable()"
+            )
     elif dialect == "sqlite":
         for table in IMMUTABLE_TABLES:
             for event in ("UPDATE", "DELETE"):
@@ -50,6 +55,7 @@ def _drop_immutability_triggers() -> None:
     if dialect == "postgresql":
         for table in IMMUTABLE_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS bastionpay_immutable()")
     elif dialect == "sqlite":
         for table in IMMUTABLE_TABLES:
