@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastionpay.audit import events as audit
 from bastionpay.config import Settings
 from bastionpay.crypto.devpki import ensure_dev_pki
 from bastionpay.crypto.keyfiles import write_private
@@ -19,6 +20,7 @@ from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
 from bastionpay.kernel.errors import AuthenticationError
 from bastionpay.merchants import service as merchants
+from bastionpay.merchants.models import ApiKey
 from bastionpay.runtime import Runtime, build_runtime
 
 DEMO_FILE = "demo-merchant.json"
@@ -48,6 +50,21 @@ def initialise(settings: Settings) -> Runtime:
     return runtime
 
 
+def key_event(action: audit.Action, key: ApiKey) -> audit.AuditEvent:
+    """An audit event about an API key: its id and redacted form, never the key."""
+    return audit.AuditEvent(
+        actor_type="system",
+        actor_id="cli",
+        action=action,
+        outcome="success",
+        merchant_id=key.merchant_id,
+        livemode=key.livemode,
+        target_type="api_key",
+        target_id=key.id,
+        details={"kind": key.kind, "redacted": key.redacted, "permissions": key.permissions},
+    )
+
+
 def create_merchant_with_keys(runtime: Runtime, name: str) -> dict[str, Any]:
     now = runtime.clock.now()
     with unit_of_work(runtime.db, write=True) as session:
@@ -68,6 +85,21 @@ def create_merchant_with_keys(runtime: Runtime, name: str) -> dict[str, Any]:
             livemode=False,
             now=now,
         )
+        audit.record(
+            session,
+            audit.AuditEvent(
+                actor_type="system",
+                actor_id="cli",
+                action="merchant.account.create",
+                outcome="success",
+                merchant_id=merchant.id,
+                target_type="account",
+                target_id=merchant.id,
+                details={"name": merchant.name},
+            ),
+        )
+        for issued in (secret, publishable):
+            audit.record(session, key_event("merchant.api_key.create", issued.record))
     return {
         "id": merchant.id,
         "secret_key": secret.plaintext,

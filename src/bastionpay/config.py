@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     api_concurrency: int = Field(default=2, ge=1, le=64)
 
     worker_interval_seconds: float = Field(default=30.0, gt=0)
+    # The audit log: staged events are sealed into the chain every second; a signed checkpoint is
+    # written at most this often when something new was sealed (and on demand).
+    audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
+    audit_checkpoint_interval_seconds: int = Field(default=300, ge=1)
     # Ledger checkpoints only fold entries older than this, far behind any open transaction.
     ledger_checkpoint_horizon_seconds: int = Field(default=300, ge=0)
 

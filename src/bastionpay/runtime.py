@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bastionpay.audit.keys import AuditKeys, load_audit_keys
 from bastionpay.config import Settings
 from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.crypto.keyfiles import load_or_create_key
@@ -25,6 +26,7 @@ class Runtime:
     api_keys: KeyedHasher
     fingerprints: KeyedHasher
     connector: ProcessorConnector
+    audit_keys: AuditKeys
 
     @property
     def pricing(self) -> Pricing:
@@ -62,4 +64,5 @@ def build_runtime(
             load_or_create_key(keys / "fingerprint-hmac.key"), purpose="card-fingerprint"
         ),
         connector=connector or SandboxConnector(),
+        audit_keys=load_audit_keys(keys),
     )

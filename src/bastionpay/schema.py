@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bastionpay.audit import models as audit_models
 from bastionpay.customers import models as customers_models
 from bastionpay.db.base import Base
 from bastionpay.idempotency import models as idempotency_models
@@ -11,6 +12,7 @@ from bastionpay.payments import models as payments_models
 
 metadata = Base.metadata
 MODEL_MODULES = (
+    audit_models,
     customers_models,
     idempotency_models,
     ledger_models,

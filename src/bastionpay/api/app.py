@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastionpay.api.forms import Limits, decode_body, decode_form
 from bastionpay.api.pipeline import Incoming, dumps, execute
 from bastionpay.api.routing import Endpoint
+from bastionpay.audit import views as audit_views
 from bastionpay.customers import views as customer_views
 from bastionpay.db.uow import unit_of_work
 from bastionpay.kernel.errors import BastionPayError, InvalidRequestError, RequestTooLarge
@@ -33,6 +34,7 @@ log = logging.getLogger("bastionpay.api")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
 ENDPOINTS: list[Endpoint] = [
+    *audit_views.ENDPOINTS,
     *payment_views.ENDPOINTS,
     *customer_views.ENDPOINTS,
     *ledger_views.ENDPOINTS,
@@ -129,6 +131,8 @@ def _dispatcher(
                 idempotency_key=idem_key,
                 params=params,
                 request_id=request_id,
+                client_ip=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
             )
             out = await anyio.to_thread.run_sync(execute, runtime, ep, incoming, limiter=limiter)
             return _json(

@@ -19,11 +19,16 @@ MAX_LIMIT = 100
 
 
 def _cursor_pk(
-    session: Session, model: Any, scope: Sequence[ColumnElement[bool]], object_id: str, param: str
+    session: Session,
+    columns: tuple[Any, Any, str],
+    scope: Sequence[ColumnElement[bool]],
+    object_id: str,
+    param: str,
 ) -> int:
-    pk = session.scalar(select(model.pk).where(model.id == object_id, *scope))
+    order, ident, kind = columns
+    pk = session.scalar(select(order).where(ident == object_id, *scope))
     if pk is None:
-        raise ResourceMissing(model.__tablename__.rstrip("s"), object_id, param=param)
+        raise ResourceMissing(kind, object_id, param=param)
     return int(pk)
 
 
@@ -34,7 +39,15 @@ def paginate(
     params: ListParams,
     url: str,
     render: Callable[[Any], dict[str, Any]],
+    *,
+    order_by: Any = None,
+    id_column: Any = None,
 ) -> dict[str, Any]:
+    """`order_by` (default `model.pk`) must increase with age; `id_column` (default `model.id`)
+    holds the public ids used as cursors."""
+    order = order_by if order_by is not None else model.pk
+    ident = id_column if id_column is not None else model.id
+    columns = (order, ident, model.__tablename__.rstrip("s"))
     if not 1 <= params.limit <= MAX_LIMIT:
         raise InvalidRequestError(
             f"Invalid limit: must be between 1 and {MAX_LIMIT}",
@@ -48,19 +61,17 @@ def paginate(
         )
     query = select(model).where(*scope)
     if params.ending_before:
-        pk = _cursor_pk(session, model, scope, params.ending_before, "ending_before")
+        pk = _cursor_pk(session, columns, scope, params.ending_before, "ending_before")
         rows = list(
-            session.scalars(
-                query.where(model.pk > pk).order_by(model.pk.asc()).limit(params.limit + 1)
-            )
+            session.scalars(query.where(order > pk).order_by(order.asc()).limit(params.limit + 1))
         )
         has_more = len(rows) > params.limit
         rows = list(reversed(rows[: params.limit]))
     else:
         if params.starting_after:
-            pk = _cursor_pk(session, model, scope, params.starting_after, "starting_after")
-            query = query.where(model.pk < pk)
-        rows = list(session.scalars(query.order_by(model.pk.desc()).limit(params.limit + 1)))
+            pk = _cursor_pk(session, columns, scope, params.starting_after, "starting_after")
+            query = query.where(order < pk)
+        rows = list(session.scalars(query.order_by(order.desc()).limit(params.limit + 1)))
         has_more = len(rows) > params.limit
         rows = rows[: params.limit]
     return {

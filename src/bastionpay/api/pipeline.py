@@ -16,10 +16,18 @@ from typing import Any
 
 from bastionpay.api.params import validate
 from bastionpay.api.routing import Call, Endpoint, Result
+from bastionpay.audit import events as audit
+from bastionpay.audit.events import Action, AuditEvent, Origin
 from bastionpay.db.uow import unit_of_work
 from bastionpay.idempotency import service as idempotency
-from bastionpay.kernel.errors import BastionPayError, InvalidRequestError, PermissionDenied
+from bastionpay.kernel.errors import (
+    AuthenticationError,
+    BastionPayError,
+    InvalidRequestError,
+    PermissionDenied,
+)
 from bastionpay.merchants import service as merchants
+from bastionpay.merchants.service import Caller
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.api")
@@ -34,6 +42,12 @@ class Incoming:
     idempotency_key: str | None
     params: dict[str, Any]
     request_id: str
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(ip=self.client_ip, user_agent=self.user_agent, request_id=self.request_id)
 
 
 @dataclass(frozen=True)
@@ -81,16 +95,80 @@ def _extract_expand(params: dict[str, Any]) -> list[str]:
     return raw
 
 
-def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoing:
+def _audit_alone(runtime: Runtime, event: AuditEvent) -> None:
+    with unit_of_work(runtime.db, write=True) as session:
+        audit.record(session, event)
+
+
+def _action_event(action: Action, caller: Caller, incoming: Incoming, result: Result) -> AuditEvent:
+    body = result.body
+    target = body.get("error", {}).get("payment_intent") if result.status >= 400 else body
+    target = target if isinstance(target, dict) else {}
+    details: dict[str, Any] = {"status": result.status}
+    for name in ("amount", "currency", "status", "amount_received", "amount_capturable"):
+        if name in target:
+            details[name] = target[name]
+    if result.status >= 400:
+        error = body.get("error", {})
+        details.update(code=error.get("code"), decline_code=error.get("decline_code"))
+    return AuditEvent(
+        actor_type="api_key",
+        actor_id=caller.key_id,
+        action=action,
+        outcome="success" if result.status < 400 else "failure",
+        merchant_id=caller.merchant_id,
+        livemode=caller.livemode,
+        target_type=target.get("object"),
+        target_id=target.get("id"),
+        origin=incoming.origin,
+        details=details,
+    )
+
+
+def _authorize(
+    runtime: Runtime, endpoint: Endpoint, incoming: Incoming, now: int
+) -> tuple[Caller, int, bool]:
+    """Authenticate the key and check the route's permission; both failures are audited."""
     db = runtime.db
-    now = runtime.clock.now()
-    with unit_of_work(db, write=False) as session:
-        record = merchants.authenticate(
-            session, runtime.api_keys, presented_key(incoming.authorization)
+    try:
+        with unit_of_work(db, write=False) as session:
+            record = merchants.authenticate(
+                session, runtime.api_keys, presented_key(incoming.authorization)
+            )
+            caller = merchants.caller_for(record)
+            key_pk, stale = record.pk, merchants.needs_touch(record, now)
+    except AuthenticationError:
+        # PCI DSS 10.2.1.4: invalid access attempts are audited — without the presented key.
+        _audit_alone(
+            runtime,
+            AuditEvent(
+                actor_type="api_key",
+                actor_id="unknown",
+                action="identity.authentication.fail",
+                outcome="failure",
+                origin=incoming.origin,
+                details={"method": endpoint.method, "path": incoming.path[:200]},
+            ),
         )
-        caller = merchants.caller_for(record)
-        key_pk, stale = record.pk, merchants.needs_touch(record, now)
+        raise
     if endpoint.permission not in caller.permissions:
+        _audit_alone(
+            runtime,
+            AuditEvent(
+                actor_type="api_key",
+                actor_id=caller.key_id,
+                action="identity.authentication.fail",
+                outcome="denied",
+                merchant_id=caller.merchant_id,
+                livemode=caller.livemode,
+                origin=incoming.origin,
+                details={
+                    "method": endpoint.method,
+                    "path": incoming.path[:200],
+                    "permission": endpoint.permission,
+                },
+            ),
+        )
         if caller.kind == "publishable":
             raise PermissionDenied(
                 "This API call cannot be made with a publishable API key. Please use a secret "
@@ -102,6 +180,14 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
             f"({endpoint.permission}).",
             code="insufficient_permissions",
         )
+
+    return caller, key_pk, stale
+
+
+def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoing:
+    db = runtime.db
+    now = runtime.clock.now()
+    caller, key_pk, stale = _authorize(runtime, endpoint, incoming, now)
 
     params = dict(incoming.params)
     expand = _extract_expand(params)
@@ -136,6 +222,11 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 expand=expand,
             )
             result: Result = endpoint.handler(call)
+            if endpoint.audit_action is not None:
+                # Same unit of work as the action: no audit record, no action (P3).
+                audit.record(
+                    session, _action_event(endpoint.audit_action, caller, incoming, result)
+                )
             body = dumps(result.body)
             if reservation is not None:
                 idempotency.complete(session, reservation, result.status, body)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bastionpay.api.params import Params
+from bastionpay.audit.events import Action
 from bastionpay.merchants.service import Caller
 from bastionpay.payments.context import PaymentContext
 
@@ -39,7 +40,10 @@ class Endpoint:
     permission: str
     params: type[Params]
     handler: Handler
+    # Recorded in the audit log with the request's own unit of work (L1); a reading endpoint that
+    # is audited (reading the audit log itself) therefore runs in a write transaction.
+    audit_action: Action | None = None
 
     @property
     def writes(self) -> bool:
-        return self.method in ("POST", "DELETE")
+        return self.method in ("POST", "DELETE") or self.audit_action is not None

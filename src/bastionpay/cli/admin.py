@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from bastionpay import bootstrap
+from bastionpay.audit import events as audit
 from bastionpay.cli.common import data_dir_option, emit_json, settings_for
 from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
@@ -91,6 +92,7 @@ def keys_create(
                 permissions=frozenset(permissions) if permissions else None,
             )
             key_id = issued.record.id
+            audit.record(session, bootstrap.key_event("merchant.api_key.create", issued.record))
     except BastionPayError as exc:
         raise click.ClickException(exc.message) from None
     emit_json({"id": key_id, "key": issued.plaintext})
@@ -132,6 +134,7 @@ def keys_revoke(key_id: str, data_dir: Path | None) -> None:
     try:
         with unit_of_work(runtime.db, write=True) as session:
             record = merchants.revoke_key(session, key_id, runtime.clock.now())
+            audit.record(session, bootstrap.key_event("merchant.api_key.revoke", record))
             click.echo(f"revoked {record.id} ({record.redacted})")
     except BastionPayError as exc:
         raise click.ClickException(exc.message) from None

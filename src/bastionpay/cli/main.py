@@ -8,6 +8,7 @@ import click
 
 from bastionpay import __version__
 from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_group
+from bastionpay.cli.audit import audit_group
 from bastionpay.cli.processes import api, up, worker
 
 
@@ -17,7 +18,7 @@ def cli() -> None:
     """BastionPay: a self-hosted, security-first payment platform."""
 
 
-for command in (up, api, worker, merchants_group, keys_group, ledger_group, db_group):
+for command in (up, api, worker, merchants_group, keys_group, ledger_group, db_group, audit_group):
     cli.add_command(command)
 
 

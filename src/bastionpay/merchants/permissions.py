@@ -14,7 +14,16 @@ REFUNDS_WRITE: Final = "refunds:write"
 CUSTOMERS_READ: Final = "customers:read"
 CUSTOMERS_WRITE: Final = "customers:write"
 BALANCE_READ: Final = "balance:read"
+AUDIT_READ: Final = "audit:read"
 
 ALL_PERMISSIONS: Final = frozenset(
-    {PAYMENTS_READ, PAYMENTS_WRITE, REFUNDS_WRITE, CUSTOMERS_READ, CUSTOMERS_WRITE, BALANCE_READ}
+    {
+        PAYMENTS_READ,
+        PAYMENTS_WRITE,
+        REFUNDS_WRITE,
+        CUSTOMERS_READ,
+        CUSTOMERS_WRITE,
+        BALANCE_READ,
+        AUDIT_READ,
+    }
 )

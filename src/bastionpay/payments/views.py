@@ -311,7 +311,12 @@ def list_customer_payment_methods(call: Call) -> Result:
 
 ENDPOINTS = [
     Endpoint(
-        "POST", "/v1/payment_intents", perm.PAYMENTS_WRITE, s.CreatePaymentIntent, create_intent
+        "POST",
+        "/v1/payment_intents",
+        perm.PAYMENTS_WRITE,
+        s.CreatePaymentIntent,
+        create_intent,
+        audit_action="payments.payment_intent.create",
     ),
     Endpoint("GET", "/v1/payment_intents", perm.PAYMENTS_READ, s.ListPaymentIntents, list_intents),
     Endpoint("GET", "/v1/payment_intents/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_intent),
@@ -328,6 +333,7 @@ ENDPOINTS = [
         perm.PAYMENTS_WRITE,
         s.ConfirmPaymentIntent,
         confirm_intent,
+        audit_action="payments.payment_intent.confirm",
     ),
     Endpoint(
         "POST",
@@ -335,6 +341,7 @@ ENDPOINTS = [
         perm.PAYMENTS_WRITE,
         s.CapturePaymentIntent,
         capture_intent,
+        audit_action="payments.payment_intent.capture",
     ),
     Endpoint(
         "POST",
@@ -342,10 +349,18 @@ ENDPOINTS = [
         perm.PAYMENTS_WRITE,
         s.CancelPaymentIntent,
         cancel_intent,
+        audit_action="payments.payment_intent.cancel",
     ),
     Endpoint("GET", "/v1/charges", perm.PAYMENTS_READ, s.ListCharges, list_charges),
     Endpoint("GET", "/v1/charges/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_charge),
-    Endpoint("POST", "/v1/refunds", perm.REFUNDS_WRITE, s.CreateRefund, create_refund),
+    Endpoint(
+        "POST",
+        "/v1/refunds",
+        perm.REFUNDS_WRITE,
+        s.CreateRefund,
+        create_refund,
+        audit_action="payments.refund.create",
+    ),
     Endpoint("GET", "/v1/refunds", perm.PAYMENTS_READ, s.ListRefunds, list_refunds),
     Endpoint("GET", "/v1/refunds/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_refund),
     Endpoint("POST", "/v1/refunds/{id}", perm.REFUNDS_WRITE, s.UpdateRefund, update_refund),

@@ -1,0 +1,1 @@
+"""Tamper-evident audit log (SECURITY-REQUIREMENTS L1, L2)."""

@@ -1,0 +1,91 @@
+"""Recording audit events (SECURITY-REQUIREMENTS L1; PCI DSS 10.2.1–10.2.2).
+
+`record` inserts into `audit_staged` inside the caller's unit of work, so an action and its audit
+record commit together or not at all: if the audit insert fails, the action fails (fail closed, P3).
+Events carry who (never a secret: key ids, not keys), what (`domain.object.verb`), when, outcome,
+origin and target.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.orm import Session
+
+from bastionpay.audit.models import AuditStaged
+from bastionpay.kernel.ids import new_id
+
+Outcome = Literal["success", "failure", "denied"]
+ActorType = Literal["api_key", "user", "oauth_client", "system"]
+
+# The action vocabulary: typed names, so a typo is a type error rather than a silent new action.
+Action = Literal[
+    "merchant.account.create",
+    "merchant.api_key.create",
+    "merchant.api_key.revoke",
+    "identity.authentication.fail",
+    "payments.payment_intent.create",
+    "payments.payment_intent.confirm",
+    "payments.payment_intent.capture",
+    "payments.payment_intent.cancel",
+    "payments.refund.create",
+    "audit.log.read",
+    "audit.log.export",
+    "audit.log.verify",
+    "audit.checkpoint.create",
+]
+ACTIONS: Final = frozenset(Action.__args__)  # type: ignore[attr-defined]
+_STAGED = cast(Table, AuditStaged.__table__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM_ORIGIN: Final = Origin()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    actor_type: ActorType
+    actor_id: str
+    action: Action
+    outcome: Outcome
+    merchant_id: str | None = None
+    livemode: bool | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    origin: Origin = SYSTEM_ORIGIN
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def record(session: Session, event: AuditEvent, *, occurred_us: int | None = None) -> str:
+    """Stage `event` in the caller's transaction; returns its id (`aud_…`)."""
+    if event.action not in ACTIONS:
+        raise ValueError(f"unknown audit action {event.action!r}")
+    event_id = new_id("aud")
+    session.execute(
+        insert(_STAGED).values(
+            event_id=event_id,
+            occurred_us=occurred_us if occurred_us is not None else time.time_ns() // 1000,
+            actor_type=event.actor_type,
+            actor_id=event.actor_id,
+            merchant_id=event.merchant_id,
+            livemode=event.livemode,
+            action=event.action,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            outcome=event.outcome,
+            origin_ip=event.origin.ip,
+            user_agent=(event.origin.user_agent or "")[:256] or None,
+            request_id=event.origin.request_id,
+            details=event.details,
+        )
+    )
+    return event_id

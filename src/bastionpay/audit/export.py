@@ -1,0 +1,121 @@
+"""Audit exports a third party can verify (issue 3, item 3; docs/security/audit-log.md).
+
+Format (JSON lines, `bastionpay-audit-export/v1`):
+  line 1  {"type": "checkpoint", tree_size, root_hash, chain_hash, created_us, key_id, signature,
+           public_key (base64 Ed25519), format}
+  then    {"type": "entry", seq, fields, leaf_hash, inclusion_proof: [hex, …]}
+Verification needs only this file (and, ideally, the public key pinned from elsewhere): check the
+checkpoint signature, recompute each leaf from `seq` + `fields`, and check its inclusion proof
+against the signed root (RFC 9162 §2.1.3.2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from cryptography.exceptions import InvalidSignature
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bastionpay.audit import chain, merkle
+from bastionpay.audit.keys import AuditKeys, key_id, load_public_key
+from bastionpay.audit.models import AuditCheckpoint, AuditEntry
+from bastionpay.audit.seal import leaf_hashes
+from bastionpay.audit.verify import verify_checkpoint_signature
+
+FORMAT = "bastionpay-audit-export/v1"
+
+
+class ExportInvalid(Exception):
+    """The export does not verify; the message names the first bad line."""
+
+
+def export_lines(
+    session: Session, keys: AuditKeys, checkpoint: AuditCheckpoint, *, since_us: int
+) -> Iterator[dict[str, Any]]:
+    yield {
+        "type": "checkpoint",
+        "format": FORMAT,
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.root_hash,
+        "chain_hash": checkpoint.chain_hash,
+        "created_us": checkpoint.created_us,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "public_key": keys.public_key_b64,
+    }
+    hashes = leaf_hashes(session, checkpoint.tree_size)
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.seq < checkpoint.tree_size, AuditEntry.occurred_us >= since_us)
+        .order_by(AuditEntry.seq)
+    )
+    for entry in session.scalars(query).yield_per(1_000):
+        yield {
+            "type": "entry",
+            "seq": entry.seq,
+            "fields": {name: getattr(entry, name) for name in chain.FIELDS},
+            "leaf_hash": entry.leaf_hash,
+            "inclusion_proof": [node.hex() for node in merkle.inclusion_proof(hashes, entry.seq)],
+        }
+
+
+def write_export(lines: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    count = 0
+    for line in lines:
+        out.write(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
+        count += line["type"] == "entry"
+    return count
+
+
+def verify_export(stream: Iterable[str], *, pinned_public_key: str | None = None) -> int:
+    """Verify an export; returns the number of entries verified, raises ExportInvalid."""
+    lines = iter(stream)
+    try:
+        header = json.loads(next(lines))
+    except (StopIteration, ValueError) as exc:
+        raise ExportInvalid("line 1: not a checkpoint header") from exc
+    if header.get("type") != "checkpoint" or header.get("format") != FORMAT:
+        raise ExportInvalid("line 1: not a bastionpay audit export checkpoint")
+    public_b64 = pinned_public_key or header["public_key"]
+    if pinned_public_key is not None and header["public_key"] != pinned_public_key:
+        raise ExportInvalid("line 1: signed with a key other than the pinned one")
+    public_key = load_public_key(public_b64)
+    if key_id(public_key) != header["key_id"]:
+        raise ExportInvalid("line 1: key id does not match the public key")
+    try:
+        verify_checkpoint_signature(
+            public_key,
+            header["tree_size"],
+            header["root_hash"],
+            header["chain_hash"],
+            header["created_us"],
+            header["key_id"],
+            header["signature"],
+        )
+    except (InvalidSignature, ValueError) as exc:
+        raise ExportInvalid("line 1: checkpoint signature does not verify") from exc
+    root = bytes.fromhex(header["root_hash"])
+    count = 0
+    for number, raw in enumerate(lines, start=2):
+        try:
+            line = json.loads(raw)
+            seq, fields = int(line["seq"]), dict(line["fields"])
+            leaf = chain.leaf_hex(seq, fields)
+            if leaf != line["leaf_hash"]:
+                raise ExportInvalid(f"line {number} (entry {seq}): content was modified")
+            merkle.verify_inclusion(
+                bytes.fromhex(leaf),
+                seq,
+                header["tree_size"],
+                [bytes.fromhex(node) for node in line["inclusion_proof"]],
+                root,
+            )
+        except ExportInvalid:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportInvalid(f"line {number}: does not verify ({type(exc).__name__})") from exc
+        count += 1
+    return count
