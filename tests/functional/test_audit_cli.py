@@ -1,0 +1,70 @@
+"""`bastionpay audit …` from the command line: exit codes, exports, pinned keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import text
+from tests.conftest import api_client, make_runtime
+from tests.functional.helpers import pay
+
+from bastionpay.cli.main import cli
+from bastionpay.db.uow import unit_of_work
+
+
+def _invoke(args: list[str], db_url: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        cli, args, env={"BASTIONPAY_DATABASE_URL": db_url}, catch_exceptions=False
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_audit_cli_verify_export_and_tamper(fresh_db_url: str, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    code, out, _ = _invoke(["merchants", "create", "--name", "m", "--json", *data], fresh_db_url)
+    merchant = json.loads(out)
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        for amount in (1000, 2000, 3000):
+            assert pay(api, amount).status_code == 200
+
+    code, out, _ = _invoke(["audit", "checkpoint", *data], fresh_db_url)
+    assert code == 0, out
+    public_key = _invoke(["audit", "public-key", *data], fresh_db_url)[1].strip()
+    assert public_key in out  # printed so it can be pinned
+
+    code, out, err = _invoke(["audit", "verify", *data], fresh_db_url)
+    assert code == 0, out + err
+    assert "intact" in out
+
+    export = tmp_path / "audit.jsonl"
+    code, _, err = _invoke(
+        ["audit", "export", "--since", "2020-01-01", "--out", str(export), *data], fresh_db_url
+    )
+    assert code == 0, err
+    lines = export.read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "checkpoint" and len(lines) >= 7
+    code, out, _ = _invoke(
+        ["audit", "verify", "--export", str(export), "--public-key", public_key], fresh_db_url
+    )
+    assert code == 0 and "verify against the signed checkpoint" in out
+
+    entry = json.loads(lines[2])
+    entry["fields"]["outcome"] = "denied"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], lines[1], json.dumps(entry), *lines[3:]]) + "\n")
+    code, _, err = _invoke(["audit", "verify", "--export", str(bad)], fresh_db_url)
+    assert code == 1 and "line 3" in err
+
+    with unit_of_work(runtime.db, write=True) as session:
+        if runtime.db.is_sqlite:
+            session.execute(text("DROP TRIGGER audit_entries_no_update"))
+        else:
+            session.execute(text("DROP TRIGGER audit_entries_immutable ON audit_entries"))
+        session.execute(text("UPDATE audit_entries SET action = 'audit.log.read' WHERE seq = 4"))
+    code, _, err = _invoke(["audit", "verify", *data], fresh_db_url)
+    assert code == 1
+    assert "TAMPERED: entry 4" in err
+    runtime.db.dispose()
