@@ -13,6 +13,7 @@ from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.crypto.keyfiles import load_or_create_key
 from bastionpay.db.engine import Database, get_database
 from bastionpay.kernel.clock import Clock, SystemClock
+from bastionpay.kernel.secrets import Secret
 from bastionpay.payments.context import PaymentContext, Pricing
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.payments.sandbox import SandboxConnector
@@ -27,6 +28,7 @@ class Runtime:
     fingerprints: KeyedHasher
     connector: ProcessorConnector
     audit_keys: AuditKeys
+    metrics_token: Secret
 
     @property
     def pricing(self) -> Pricing:
@@ -65,4 +67,5 @@ def build_runtime(
         ),
         connector=connector or SandboxConnector(),
         audit_keys=load_audit_keys(keys),
+        metrics_token=Secret(load_or_create_key(keys / "metrics-token.key").hex()),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -22,11 +23,18 @@ from bastionpay.api.forms import Limits, decode_body, decode_form
 from bastionpay.api.pipeline import Incoming, dumps, execute
 from bastionpay.api.routing import Endpoint
 from bastionpay.audit import views as audit_views
+from bastionpay.audit.seal import latest_checkpoint
 from bastionpay.customers import views as customer_views
 from bastionpay.db.uow import unit_of_work
-from bastionpay.kernel.errors import BastionPayError, InvalidRequestError, RequestTooLarge
+from bastionpay.kernel.errors import (
+    AuthenticationError,
+    BastionPayError,
+    InvalidRequestError,
+    RequestTooLarge,
+)
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import views as ledger_views
+from bastionpay.observability.metrics import METRICS, token_matches
 from bastionpay.payments import views as payment_views
 from bastionpay.runtime import Runtime
 
@@ -92,12 +100,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _dispatcher(
-    runtime: Runtime, by_method: dict[str, Endpoint], limiter: anyio.CapacityLimiter
+    runtime: Runtime, route: str, by_method: dict[str, Endpoint], limiter: anyio.CapacityLimiter
 ) -> Callable[[Request], Awaitable[Response]]:
     settings = runtime.settings
     limits = Limits(settings.max_body_bytes, settings.max_parameters, settings.max_nesting_depth)
 
     async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await handle(request)
+        method = request.method if request.method in by_method else "other"
+        METRICS.requests.labels(route, method, str(response.status_code)).inc()
+        METRICS.latency.labels(route, method).observe(time.perf_counter() - started)
+        return response
+
+    async def handle(request: Request) -> Response:
         request_id = new_id("req")
         idem_key = request.headers.get("idempotency-key")
         try:
@@ -161,7 +177,7 @@ def _routes(runtime: Runtime, limiter: anyio.CapacityLimiter) -> list[Route]:
             raise ValueError(f"duplicate route {ep.method} {ep.path}")
         grouped[ep.path][ep.method] = ep
     return [
-        Route(path, _dispatcher(runtime, methods, limiter), methods=list(methods))
+        Route(path, _dispatcher(runtime, path, methods, limiter), methods=list(methods))
         for path, methods in grouped.items()
     ]
 
@@ -210,6 +226,21 @@ def create_app(runtime: Runtime) -> ASGIApp:
             )
         return Response('{"status":"ok"}', media_type="application/json")
 
+    def _checkpoint_age() -> float:
+        with unit_of_work(runtime.db, write=False) as session:
+            latest = latest_checkpoint(session)
+        return -1.0 if latest is None else max(0.0, time.time() - latest.created_us / 1e6)
+
+    METRICS.watch_checkpoint_age(_checkpoint_age)
+
+    async def metrics(request: Request) -> Response:
+        # Behind a token of its own: platform-wide numbers are not for merchants' API keys.
+        if not token_matches(request.headers.get("authorization"), runtime.metrics_token.reveal()):
+            err = AuthenticationError("Metrics require the metrics bearer token.")
+            return _error(err, new_id("req"))
+        body, content_type = await run_in_threadpool(METRICS.render)
+        return Response(body, media_type=content_type)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         verb = "Unrecognized request URL" if status == 404 else "Method not allowed for URL"
@@ -218,7 +249,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
         return _error(err, new_id("req"))
 
     app = Starlette(
-        routes=[Route("/livez", livez), Route("/healthz", healthz), *_routes(runtime, limiter)],
+        routes=[
+            Route("/livez", livez),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+            *_routes(runtime, limiter),
+        ],
         exception_handlers={404: not_found, 405: not_found},
     )
     return SecurityHeaders(app)

@@ -28,6 +28,7 @@ from bastionpay.kernel.errors import (
 )
 from bastionpay.merchants import service as merchants
 from bastionpay.merchants.service import Caller
+from bastionpay.observability.metrics import METRICS
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.api")
@@ -95,6 +96,17 @@ def _extract_expand(params: dict[str, Any]) -> list[str]:
     return raw
 
 
+_PAYMENT_ACTIONS = frozenset({"payments.payment_intent.create", "payments.payment_intent.confirm"})
+
+
+def _count_payment(result: Result) -> None:
+    if result.status == 402:
+        code = str(result.body.get("error", {}).get("decline_code") or "unknown")
+        METRICS.payments.labels("declined", code[:40]).inc()
+    elif result.status < 400 and result.body.get("status") in ("succeeded", "requires_capture"):
+        METRICS.payments.labels(str(result.body["status"]), "").inc()
+
+
 def _audit_alone(runtime: Runtime, event: AuditEvent) -> None:
     with unit_of_work(runtime.db, write=True) as session:
         audit.record(session, event)
@@ -138,6 +150,7 @@ def _authorize(
             caller = merchants.caller_for(record)
             key_pk, stale = record.pk, merchants.needs_touch(record, now)
     except AuthenticationError:
+        METRICS.auth_failures.labels("invalid_key").inc()
         # PCI DSS 10.2.1.4: invalid access attempts are audited — without the presented key.
         _audit_alone(
             runtime,
@@ -152,6 +165,7 @@ def _authorize(
         )
         raise
     if endpoint.permission not in caller.permissions:
+        METRICS.auth_failures.labels("permission_denied").inc()
         _audit_alone(
             runtime,
             AuditEvent(
@@ -222,6 +236,8 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 expand=expand,
             )
             result: Result = endpoint.handler(call)
+            if endpoint.audit_action in _PAYMENT_ACTIONS:
+                _count_payment(result)
             if endpoint.audit_action is not None:
                 # Same unit of work as the action: no audit record, no action (P3).
                 audit.record(

@@ -8,6 +8,7 @@ origin and target.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
@@ -17,6 +18,9 @@ from sqlalchemy.orm import Session
 
 from bastionpay.audit.models import AuditStaged
 from bastionpay.kernel.ids import new_id
+from bastionpay.observability.metrics import METRICS
+
+log = logging.getLogger("bastionpay.audit")
 
 Outcome = Literal["success", "failure", "denied"]
 ActorType = Literal["api_key", "user", "oauth_client", "system"]
@@ -70,6 +74,18 @@ def record(session: Session, event: AuditEvent, *, occurred_us: int | None = Non
     if event.action not in ACTIONS:
         raise ValueError(f"unknown audit action {event.action!r}")
     event_id = new_id("aud")
+    try:
+        _insert(session, event, event_id, occurred_us)
+    except Exception:
+        # The caller's action fails with it (P3); the failure itself is counted and logged (L3).
+        METRICS.audit_failures.inc()
+        log.exception("audit event could not be recorded: %s", event.action)
+        raise
+    METRICS.audit_appends.labels(event.outcome).inc()
+    return event_id
+
+
+def _insert(session: Session, event: AuditEvent, event_id: str, occurred_us: int | None) -> None:
     session.execute(
         insert(_STAGED).values(
             event_id=event_id,
@@ -88,4 +104,3 @@ def record(session: Session, event: AuditEvent, *, occurred_us: int | None = Non
             details=event.details,
         )
     )
-    return event_id

@@ -117,6 +117,7 @@ def up(data_dir: Path | None, host: str | None, api_port: int | None) -> None:
             "merchant_id": demo["id"],
             "secret_key": demo["secret_key"],
             "publishable_key": demo["publishable_key"],
+            "metrics_token_file": str(settings.keys_dir / "metrics-token.key"),
             "pids": {"supervisor": os.getpid(), "api": children[0].pid, "worker": children[1].pid},
         }
         write_private(run_file, json.dumps(info, indent=2).encode())

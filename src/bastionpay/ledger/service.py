@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from bastionpay.observability.metrics import METRICS
 
 # Chart of accounts, per merchant x mode x currency. Signs: debit positive, credit negative.
 AUTHORIZATION_HOLDS: Final = "authorization_holds"  # memo: funds held on cardholders' cards
@@ -217,6 +218,8 @@ def post_many(
                 )
         if entries:
             session.execute(insert(_ENTRIES), entries)
+    for posting in postings:
+        METRICS.ledger_postings.labels(posting.kind).inc()
     return [Posted(id=str(row["id"]), pk=pk_by_id[row["id"]]) for row in rows]
 
 

@@ -1,0 +1,1 @@
+"""Structured, redacting logs and metrics (SECURITY-REQUIREMENTS L3)."""
