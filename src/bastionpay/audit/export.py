@@ -46,7 +46,8 @@ def export_lines(
         "signature": checkpoint.signature,
         "public_key": keys.public_key_b64,
     }
-    hashes = leaf_hashes(session, checkpoint.tree_size)
+    # Built once: each inclusion proof is then O(log n), not O(n).
+    tree = merkle.MerkleTree(leaf_hashes(session, checkpoint.tree_size))
     query = (
         select(AuditEntry)
         .where(AuditEntry.seq < checkpoint.tree_size, AuditEntry.occurred_us >= since_us)
@@ -58,7 +59,7 @@ def export_lines(
             "seq": entry.seq,
             "fields": {name: getattr(entry, name) for name in chain.FIELDS},
             "leaf_hash": entry.leaf_hash,
-            "inclusion_proof": [node.hex() for node in merkle.inclusion_proof(hashes, entry.seq)],
+            "inclusion_proof": [node.hex() for node in tree.inclusion_proof(entry.seq)],
         }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "HASH_SIZE",
     "MAX_TREE_SIZE",
     "MerkleAccumulator",
+    "MerkleTree",
     "ProofError",
     "consistency_proof",
     "inclusion_proof",
@@ -46,6 +47,7 @@ MAX_TREE_SIZE: Final = (1 << 64) - 1
 _MAX_PROOF_LENGTH: Final = 64
 """No inclusion or consistency proof of a tree of at most 2**64 - 1 leaves has more nodes."""
 
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 _LEAF_PREFIX: Final = b"\x00"
 _NODE_PREFIX: Final = b"\x01"
 
@@ -76,7 +78,7 @@ def _largest_power_of_two_below(n: int) -> int:
 
 
 def _check_hash(value: bytes, what: str) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != HASH_SIZE:
+    if not isinstance(value, _BYTES_LIKE) or len(value) != HASH_SIZE:
         raise ProofError(f"{what} must be a {HASH_SIZE}-byte hash")
 
 
@@ -296,6 +298,52 @@ def verify_consistency(
     new_ok = _equal(sr, new_root)
     if not (old_ok and new_ok):
         raise ProofError("consistency proof does not lead to the root hashes")
+
+
+# --- Many proofs over one tree ------------------------------------------------------------------
+
+
+class MerkleTree:
+    """A fixed list of leaf hashes with every level kept: O(n) to build, O(log n) per proof.
+
+    For callers that need the inclusion proof of many leaves of one tree (an export proving every
+    entry), where calling `inclusion_proof` per leaf would cost O(n) each. levels[l][j] is
+    MTH(D[j * 2**l : min((j + 1) * 2**l, n)]); the last node of a level may cover fewer leaves,
+    which is exactly the right-hand subtree of RFC 9162 §2.1.1's split.
+    """
+
+    __slots__ = ("_levels",)
+
+    def __init__(self, hashes: Sequence[bytes]) -> None:
+        _check_leaf_hashes(hashes)
+        level = [bytes(h) for h in hashes]
+        self._levels = [level]
+        while len(level) > 1:
+            paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                paired.append(level[-1])
+            level = paired
+            self._levels.append(level)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return len(self._levels[0])
+
+    def root(self) -> bytes:
+        """MTH(D[n]) (RFC 9162 §2.1.1); `EMPTY_ROOT` for no leaves."""
+        return self._levels[-1][0] if self._levels[0] else EMPTY_ROOT
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """PATH(index, D[n]) (RFC 9162 §2.1.3.1), equal to `inclusion_proof(hashes, index)`."""
+        if not 0 <= index < self.size:
+            raise ProofError("leaf index out of range")
+        proof: list[bytes] = []
+        for depth, level in enumerate(self._levels[:-1]):
+            sibling = (index >> depth) ^ 1
+            if sibling < len(level):  # else this node is carried up unchanged: no proof node
+                proof.append(level[sibling])
+        return proof
 
 
 # --- Incremental root ----------------------------------------------------------------------------
