@@ -28,7 +28,8 @@ def serve_api(runtime: Runtime, sock: socket.socket, cert_file: Path, key_file: 
         ssl_certfile=str(cert_file),
         ssl_keyfile=str(key_file),
         server_header=False,  # no version banners (edge issue, item 2)
-        access_log=False,  # structured, redacting request logs arrive with the audit issue
+        access_log=False,  # request outcomes are in metrics and the audit log, not access lines
+        log_config=None,  # keep our redacting handlers (observability.logging), not uvicorn's
         log_level="warning",
         lifespan="off",
         # Idle TLS keep-alive connections otherwise hold shutdown for the whole grace period.

@@ -64,3 +64,17 @@ def test_amounts_as_json_numbers_must_be_integers(api: TestClient) -> None:
     response = api.post("/v1/payment_intents", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "amount"
+
+
+def test_card_numbers_are_refused_in_free_text_fields(api: TestClient) -> None:
+    """C5: a card number typed into description or metadata would be stored outside the vault."""
+    for data in (
+        {"amount": "100", "currency": "usd", "description": "card 4242 4242 4242 4242"},
+        {"amount": "100", "currency": "usd", "metadata[note]": "5555-5555-5555-4444"},
+    ):
+        response = api.post("/v1/payment_intents", data=data)
+        assert response.status_code == 400
+        assert "card numbers are not accepted" in response.json()["error"]["message"]
+        assert "4242 4242" not in response.text and "5555-5555" not in response.text
+    ok = api.post("/v1/customers", data={"description": "order 1795879694 ref 4242"})
+    assert ok.status_code == 200  # ordinary numbers and last4 are fine

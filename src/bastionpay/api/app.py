@@ -34,11 +34,13 @@ from bastionpay.kernel.errors import (
 )
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import views as ledger_views
+from bastionpay.observability.logging import bind_request, get_logger
 from bastionpay.observability.metrics import METRICS, token_matches
 from bastionpay.payments import views as payment_views
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.api")
+request_log = get_logger("bastionpay.api")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
 ENDPOINTS: list[Endpoint] = [
@@ -108,13 +110,25 @@ def _dispatcher(
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         response = await handle(request)
+        elapsed = time.perf_counter() - started
         method = request.method if request.method in by_method else "other"
         METRICS.requests.labels(route, method, str(response.status_code)).inc()
-        METRICS.latency.labels(route, method).observe(time.perf_counter() - started)
+        METRICS.latency.labels(route, method).observe(elapsed)
+        # One structured line per request; the redacting pipeline masks anything a client put in
+        # the path or in an echoed error (L3).
+        request_log.info(
+            "request",
+            method=request.method,
+            route=route,
+            path=request.url.path[:300],
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+        )
         return response
 
     async def handle(request: Request) -> Response:
         request_id = new_id("req")
+        bind_request(request_id)  # every log line of this request carries its id
         idem_key = request.headers.get("idempotency-key")
         try:
             ep = by_method.get("GET" if request.method == "HEAD" else request.method)
@@ -159,6 +173,14 @@ def _dispatcher(
                 idempotency_key=idem_key if ep.method == "POST" else None,
             )
         except BastionPayError as exc:
+            request_log.info(
+                "request_error",
+                type=exc.error_type,
+                code=exc.code,
+                param=exc.param,
+                message=exc.message,
+                status=exc.http_status,
+            )
             return _error(exc, request_id)
         except ClientDisconnect:
             return Response(status_code=400)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bastionpay.kernel.errors import InvalidRequestError
+from bastionpay.kernel.pan import find_pans
 
 _INT = re.compile(r"^-?[0-9]{1,18}$")  # ASCII digits only: no Unicode digits as amounts
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -57,6 +58,14 @@ def _check_text(value: str) -> str:
     if _CONTROL.search(value):
         raise _ParamError(
             "parameter_invalid_string", "Invalid string: control characters are not allowed"
+        )
+    if find_pans(value):
+        # A card number typed into a free-text field would land in the api database, outside the
+        # vault (SECURITY-REQUIREMENTS C5): refuse it instead of storing it.
+        raise _ParamError(
+            "parameter_invalid_string",
+            "Invalid string: card numbers are not accepted here; collect card details with the "
+            "vault's hosted fields",
         )
     return value
 

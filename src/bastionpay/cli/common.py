@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from bastionpay.config import Settings, load_settings
+from bastionpay.observability import logging as observability_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,11 +32,8 @@ def settings_for(data_dir: Path | None, **overrides: object) -> Settings:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """JSON lines on stderr, redacted (SECURITY-REQUIREMENTS L3); alembic's chatter kept down."""
+    observability_logging.configure_logging(level=level, stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations run on every start
 
 
