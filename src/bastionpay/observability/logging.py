@@ -474,6 +474,10 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
         for existing in list(routed.handlers):
             routed.removeHandler(existing)
         routed.propagate = True
+        # A library may have set its own level or disabled itself (uvicorn's Config does both
+        # when it is built); the root level decides here. A server built later may lower it again.
+        routed.setLevel(logging.NOTSET)
+        routed.disabled = False
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
