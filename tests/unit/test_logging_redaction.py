@@ -582,3 +582,9 @@ def test_useful_content_survives_redaction(log_stream: io.StringIO) -> None:
     assert api_error["card"] == {"number": MASK, "cvc": MASK}
     stack = next(record for record in records if record["event"] == "stack")
     assert "_emit_everything" in stack["stack"]
+
+
+def test_configuring_logs_never_turns_on_sql_echo(log_stream: io.StringIO) -> None:
+    """At INFO, SQLAlchemy's engine would log every statement: slow, and a leak risk (L3)."""
+    for name in ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.Engine"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name

@@ -474,10 +474,10 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
         for existing in list(routed.handlers):
             routed.removeHandler(existing)
         routed.propagate = True
-        # A library may have set its own level or disabled itself (uvicorn's Config does both
-        # when it is built); the root level decides here. A server built later may lower it again.
-        routed.setLevel(logging.NOTSET)
-        routed.disabled = False
+        routed.disabled = False  # uvicorn's Config disables its access logger when built
+        # uvicorn follows the root level. SQLAlchemy and alembic stay at WARNING: at INFO the
+        # engine logs every SQL statement — a cost on every request and a leak risk (L3).
+        routed.setLevel(logging.NOTSET if name.startswith("uvicorn") else logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
