@@ -26,6 +26,7 @@ from bastionpay.audit.export import ExportInvalid, export_lines, verify_export, 
 from bastionpay.audit.models import AuditEntry, AuditStaged
 from bastionpay.audit.verify import verify_log
 from bastionpay.db.uow import unit_of_work
+from bastionpay.jobs.worker import run_audit_once
 from bastionpay.merchants import service as merchants
 from bastionpay.payments.models import PaymentIntent
 from bastionpay.runtime import Runtime
@@ -285,3 +286,19 @@ def test_restricted_keys_need_the_audit_permission(
     client: TestClient
     with api_client(runtime, key) as client:
         assert client.get("/v1/audit_events").status_code == 403
+
+
+def test_the_worker_seals_and_checkpoints(fresh_db_url: str, tmp_path: Path) -> None:
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        pay(api, 2000)
+    assert run_audit_once(runtime, checkpoint_due=False) == {
+        "audit_sealed": 4,  # the merchant, its two keys, the payment
+        "audit_checkpoints": 0,
+    }
+    assert run_audit_once(runtime, checkpoint_due=False)["audit_sealed"] == 0
+    assert run_audit_once(runtime, checkpoint_due=True)["audit_checkpoints"] == 1
+    assert run_audit_once(runtime, checkpoint_due=True)["audit_checkpoints"] == 0  # nothing new
+    assert _problems(runtime) == []
+    runtime.db.dispose()

@@ -37,6 +37,11 @@ def run_once(runtime: Runtime) -> dict[str, int]:
 
 def run_audit_once(runtime: Runtime, *, checkpoint_due: bool) -> dict[str, int]:
     """Seal staged audit events; sign a checkpoint when due. Failures are logged and retried."""
+    if not checkpoint_due:
+        # A read first: an idle platform should not take SQLite's write lock every second.
+        with unit_of_work(runtime.db, write=False) as session:
+            if seal.staged_count(session) == 0:
+                return {"audit_sealed": 0, "audit_checkpoints": 0}
     with unit_of_work(runtime.db, write=True) as session:
         sealed = seal.seal(session, runtime.audit_keys)
         made = None
