@@ -133,9 +133,11 @@ def _dispatcher(
         try:
             ep = by_method.get("GET" if request.method == "HEAD" else request.method)
             if ep is None:
-                raise InvalidRequestError(
+                not_allowed = InvalidRequestError(
                     f"Method not allowed for URL ({request.method}: {request.url.path[:200]})."
                 )
+                not_allowed.http_status = 405
+                raise not_allowed
             for value in request.path_params.values():
                 if not _ID.match(str(value)):
                     # Object ids are short and plain; anything else cannot name an object.
