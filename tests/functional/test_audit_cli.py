@@ -68,3 +68,53 @@ def test_audit_cli_verify_export_and_tamper(fresh_db_url: str, tmp_path: Path) -
     assert code == 1
     assert "TAMPERED: entry 4" in err
     runtime.db.dispose()
+
+
+def test_consistency_proofs_show_the_log_only_grew(fresh_db_url: str, tmp_path: Path) -> None:
+    """Issue 3, item 2: an older pinned checkpoint is a prefix of a newer one (RFC 9162 §2.1.4)."""
+    data = ["--data-dir", str(tmp_path)]
+    _, out, _ = _invoke(["merchants", "create", "--name", "m", "--json", *data], fresh_db_url)
+    merchant = json.loads(out)
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    with api_client(runtime, merchant["secret_key"]) as api:
+        pay(api, 1000)
+        code, out, _ = _invoke(["audit", "checkpoint", *data], fresh_db_url)
+        assert code == 0
+        old_size = int(out.split("size ")[1].split(",")[0])
+        old_root = out.split("root ")[1].split()[0]  # what an auditor pinned back then
+        for amount in (2000, 3000):
+            pay(api, amount)
+    proof_file = tmp_path / "consistency.json"
+    code, _, err = _invoke(
+        [
+            "audit",
+            "prove-consistency",
+            "--old-size",
+            str(old_size),
+            "--out",
+            str(proof_file),
+            *data,
+        ],
+        fresh_db_url,
+    )
+    assert code == 0, err
+    document = json.loads(proof_file.read_text())
+    assert document["checkpoint"]["tree_size"] > old_size and document["proof"]
+    code, out, _ = _invoke(
+        ["audit", "verify", "--consistency", str(proof_file), "--old-root", old_root], fresh_db_url
+    )
+    assert code == 0 and "prefix" in out
+
+    # A rewritten history (another old root) or a doctored proof is refused.
+    code, _, err = _invoke(
+        ["audit", "verify", "--consistency", str(proof_file), "--old-root", "ab" * 32], fresh_db_url
+    )
+    assert code == 1 and "INVALID" in err
+    node = document["proof"][0]
+    document["proof"][0] = ("0" if node[0] != "0" else "1") + node[1:]
+    proof_file.write_text(json.dumps(document))
+    code, _, err = _invoke(
+        ["audit", "verify", "--consistency", str(proof_file), "--old-root", old_root], fresh_db_url
+    )
+    assert code == 1 and "INVALID" in err
+    runtime.db.dispose()

@@ -120,3 +120,71 @@ def verify_export(stream: Iterable[str], *, pinned_public_key: str | None = None
             raise ExportInvalid(f"line {number}: does not verify ({type(exc).__name__})") from exc
         count += 1
     return count
+
+
+CONSISTENCY_FORMAT = "bastionpay-audit-consistency/v1"
+
+
+def consistency_document(
+    session: Session, keys: AuditKeys, checkpoint: AuditCheckpoint, old_size: int
+) -> dict[str, Any]:
+    """Proof that the first `old_size` entries are a prefix of the signed `checkpoint`'s tree.
+
+    Someone who pinned an older checkpoint (size and root) checks it with `verify_consistency`:
+    the log was only ever appended to (RFC 9162 §2.1.4).
+    """
+    if not 0 <= old_size <= checkpoint.tree_size:
+        raise ValueError(f"old size must be between 0 and {checkpoint.tree_size}")
+    hashes = leaf_hashes(session, checkpoint.tree_size)
+    return {
+        "format": CONSISTENCY_FORMAT,
+        "old_size": old_size,
+        "old_root": merkle.root_from_leaf_hashes(hashes[:old_size]).hex(),
+        "checkpoint": {
+            "tree_size": checkpoint.tree_size,
+            "root_hash": checkpoint.root_hash,
+            "chain_hash": checkpoint.chain_hash,
+            "created_us": checkpoint.created_us,
+            "key_id": checkpoint.key_id,
+            "signature": checkpoint.signature,
+            "public_key": keys.public_key_b64,
+        },
+        "proof": [node.hex() for node in merkle.consistency_proof(hashes, old_size)],
+    }
+
+
+def verify_consistency_document(
+    document: dict[str, Any], *, pinned_old_root: str, pinned_public_key: str | None = None
+) -> None:
+    """Raise ExportInvalid unless the signed checkpoint extends the pinned older tree."""
+    try:
+        if document.get("format") != CONSISTENCY_FORMAT:
+            raise ExportInvalid("not a bastionpay audit consistency proof")
+        if document["old_root"] != pinned_old_root:
+            raise ExportInvalid("the proof is for a different old root than the pinned one")
+        cp = document["checkpoint"]
+        if pinned_public_key is not None and cp["public_key"] != pinned_public_key:
+            raise ExportInvalid("signed with a key other than the pinned one")
+        public_key = load_public_key(cp["public_key"])
+        if key_id(public_key) != cp["key_id"]:
+            raise ExportInvalid("key id does not match the public key")
+        verify_checkpoint_signature(
+            public_key,
+            cp["tree_size"],
+            cp["root_hash"],
+            cp["chain_hash"],
+            cp["created_us"],
+            cp["key_id"],
+            cp["signature"],
+        )
+        merkle.verify_consistency(
+            int(document["old_size"]),
+            int(cp["tree_size"]),
+            bytes.fromhex(pinned_old_root),
+            bytes.fromhex(cp["root_hash"]),
+            [bytes.fromhex(n) for n in document["proof"]],
+        )
+    except ExportInvalid:
+        raise
+    except (InvalidSignature, KeyError, TypeError, ValueError) as exc:
+        raise ExportInvalid(f"consistency proof does not verify ({type(exc).__name__})") from exc

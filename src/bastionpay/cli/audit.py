@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,14 @@ import click
 
 from bastionpay import bootstrap
 from bastionpay.audit import events, seal
-from bastionpay.audit.export import ExportInvalid, export_lines, verify_export, write_export
+from bastionpay.audit.export import (
+    ExportInvalid,
+    consistency_document,
+    export_lines,
+    verify_consistency_document,
+    verify_export,
+    write_export,
+)
 from bastionpay.audit.models import AuditCheckpoint
 from bastionpay.audit.verify import verify_log
 from bastionpay.cli.common import data_dir_option, settings_for
@@ -79,8 +87,37 @@ def audit_group() -> None:
     help="Verify an export file instead of the database.",
 )
 @click.option("--public-key", default=None, help="Pinned base64 Ed25519 key for --export.")
-def audit_verify(data_dir: Path | None, export_file: Path | None, public_key: str | None) -> None:
+@click.option(
+    "--consistency",
+    "consistency_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify a consistency proof (needs --old-root).",
+)
+@click.option("--old-root", default=None, help="Pinned Merkle root (hex) of the older tree.")
+def audit_verify(
+    data_dir: Path | None,
+    export_file: Path | None,
+    public_key: str | None,
+    consistency_file: Path | None,
+    old_root: str | None,
+) -> None:
     """Re-derive the chain, the Merkle tree and every checkpoint; exit 1 naming the first fault."""
+    if consistency_file is not None:
+        if old_root is None:
+            raise click.UsageError("--consistency needs the pinned --old-root")
+        try:
+            document = json.loads(consistency_file.read_text(encoding="utf-8"))
+            verify_consistency_document(
+                document, pinned_old_root=old_root, pinned_public_key=public_key
+            )
+        except (ExportInvalid, ValueError) as exc:
+            click.echo(f"audit consistency: INVALID: {exc}", err=True)
+            raise SystemExit(1) from None
+        click.echo(
+            f"audit consistency: the first {document['old_size']} entries are a prefix of "
+            f"the signed tree of size {document['checkpoint']['tree_size']}"
+        )
+        return
     if export_file is not None:
         try:
             with export_file.open(encoding="utf-8") as stream:
@@ -129,6 +166,26 @@ def audit_export(data_dir: Path | None, since: str, out: Path | None) -> None:
             with out.open("w", encoding="utf-8") as stream:
                 count = write_export(lines, stream)
     click.echo(f"exported {count} entries (checkpoint size {checkpoint.tree_size})", err=True)
+
+
+@audit_group.command("prove-consistency")
+@data_dir_option
+@click.option("--old-size", type=int, required=True, help="Size of the older, pinned tree.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def audit_prove_consistency(data_dir: Path | None, old_size: int, out: Path | None) -> None:
+    """Prove that the log of --old-size entries is a prefix of a fresh signed checkpoint."""
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    checkpoint = _seal_and_checkpoint(runtime)
+    with unit_of_work(runtime.db, write=False) as session:
+        try:
+            document = consistency_document(session, runtime.audit_keys, checkpoint, old_size)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--old-size") from None
+    text = json.dumps(document, indent=2, sort_keys=True)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
 
 
 @audit_group.command("checkpoint")
