@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # written at most this often when something new was sealed (and on demand).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=1)
+    # Entries older than this move to verifiable segment files (`bastionpay audit archive`);
+    # PCI DSS 10.5.1: 3 months immediately available, 12 months kept (archives included).
+    audit_online_days: int = Field(default=92, ge=1)
     # Ledger checkpoints only fold entries older than this, far behind any open transaction.
     ledger_checkpoint_horizon_seconds: int = Field(default=300, ge=0)
 

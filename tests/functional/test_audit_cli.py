@@ -118,3 +118,21 @@ def test_consistency_proofs_show_the_log_only_grew(fresh_db_url: str, tmp_path: 
     )
     assert code == 1 and "INVALID" in err
     runtime.db.dispose()
+
+
+def test_audit_archive_from_the_cli(fresh_db_url: str, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    _, out, _ = _invoke(["merchants", "create", "--name", "m", "--json", *data], fresh_db_url)
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    with api_client(runtime, json.loads(out)["secret_key"]) as api:
+        pay(api, 1000)
+    code, out, err = _invoke(["audit", "archive", "--older-than-days", "0", *data], fresh_db_url)
+    assert code == 0, err
+    assert "entries 0.." in out
+    segment = next((tmp_path / "audit-archive").glob("audit-segment-*.jsonl"))
+    code, out, err = _invoke(["audit", "verify", *data], fresh_db_url)
+    assert code == 0, err
+    segment.write_text(segment.read_text().replace('"success"', '"failure"', 1))
+    code, _, err = _invoke(["audit", "verify", *data], fresh_db_url)
+    assert code == 1 and "was modified" in err
+    runtime.db.dispose()

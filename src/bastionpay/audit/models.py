@@ -68,3 +68,26 @@ class AuditCheckpoint(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[str] = mapped_column(Text)
+
+
+class AuditArchivedLeaf(Base):
+    """What stays online of an archived entry: its place, leaf and chain link (verification)."""
+
+    __tablename__ = "audit_archived_leaves"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+    chain_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditArchive(Base):
+    """A segment of entries moved to a file: which, where, and the file's SHA-256."""
+
+    __tablename__ = "audit_archives"
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    end_seq: Mapped[int] = mapped_column(BigInteger)
+    file_name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)

@@ -16,10 +16,17 @@ from sqlalchemy.orm import Session
 
 from bastionpay.audit import chain, merkle
 from bastionpay.audit.keys import AuditKeys
-from bastionpay.audit.models import AuditCheckpoint, AuditEntry, AuditHead, AuditStaged
+from bastionpay.audit.models import (
+    AuditArchivedLeaf,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditHead,
+    AuditStaged,
+)
 
 _STAGED = cast(Table, AuditStaged.__table__)
 _ENTRIES = cast(Table, AuditEntry.__table__)
+_ARCHIVED = cast(Table, AuditArchivedLeaf.__table__)
 SEAL_BATCH = 5_000
 
 
@@ -70,10 +77,14 @@ def seal(session: Session, keys: AuditKeys, *, limit: int = SEAL_BATCH) -> Seale
 
 
 def leaf_hashes(session: Session, size: int) -> list[bytes]:
-    rows = session.execute(
+    """The first `size` leaves: archived ones (kept online as hashes) then the online entries."""
+    archived = session.execute(
+        select(_ARCHIVED.c.leaf_hash).where(_ARCHIVED.c.seq < size).order_by(_ARCHIVED.c.seq)
+    ).scalars()
+    online = session.execute(
         select(_ENTRIES.c.leaf_hash).where(_ENTRIES.c.seq < size).order_by(_ENTRIES.c.seq)
     ).scalars()
-    return [bytes.fromhex(value) for value in rows]
+    return [bytes.fromhex(value) for value in [*archived, *online]]
 
 
 def latest_checkpoint(session: Session) -> AuditCheckpoint | None:

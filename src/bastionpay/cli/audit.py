@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bastionpay import bootstrap
-from bastionpay.audit import events, seal
+from bastionpay.audit import archive, events, seal
 from bastionpay.audit.export import (
     ExportInvalid,
     consistency_document,
@@ -94,12 +94,19 @@ def audit_group() -> None:
     help="Verify a consistency proof (needs --old-root).",
 )
 @click.option("--old-root", default=None, help="Pinned Merkle root (hex) of the older tree.")
+@click.option(
+    "--archive-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also re-verify archived segment files (default DATA_DIR/audit-archive).",
+)
 def audit_verify(
     data_dir: Path | None,
     export_file: Path | None,
     public_key: str | None,
     consistency_file: Path | None,
     old_root: str | None,
+    archive_dir: Path | None,
 ) -> None:
     """Re-derive the chain, the Merkle tree and every checkpoint; exit 1 naming the first fault."""
     if consistency_file is not None:
@@ -127,9 +134,17 @@ def audit_verify(
             raise SystemExit(1) from None
         click.echo(f"audit export: {count} entries verify against the signed checkpoint")
         return
-    runtime = bootstrap.initialise(settings_for(data_dir))
+    settings = settings_for(data_dir)
+    runtime = bootstrap.initialise(settings)
     with unit_of_work(runtime.db, write=False) as session:
         report = verify_log(session, runtime.audit_keys)
+        report.problems.extend(
+            archive.verify_archives(
+                session,
+                runtime.audit_keys,
+                archive_dir or settings.resolved_data_dir() / "audit-archive",
+            )
+        )
     _record(
         runtime,
         "audit.log.verify",
@@ -166,6 +181,48 @@ def audit_export(data_dir: Path | None, since: str, out: Path | None) -> None:
             with out.open("w", encoding="utf-8") as stream:
                 count = write_export(lines, stream)
     click.echo(f"exported {count} entries (checkpoint size {checkpoint.tree_size})", err=True)
+
+
+@audit_group.command("archive")
+@data_dir_option
+@click.option(
+    "--older-than-days",
+    type=int,
+    default=None,
+    help="Archive entries older than this (default: BASTIONPAY_AUDIT_ONLINE_DAYS, 92).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where segment files go (default DATA_DIR/audit-archive).",
+)
+def audit_archive(
+    data_dir: Path | None, older_than_days: int | None, directory: Path | None
+) -> None:
+    """Move sealed entries older than the online window into a verifiable segment file."""
+    settings = settings_for(data_dir)
+    runtime = bootstrap.initialise(settings)
+    days = older_than_days if older_than_days is not None else settings.audit_online_days
+    target = directory or settings.resolved_data_dir() / "audit-archive"
+    _seal_and_checkpoint(runtime)
+    now_us = time.time_ns() // 1000
+    with unit_of_work(runtime.db, write=True) as session:
+        done = archive.archive(
+            session,
+            runtime.audit_keys,
+            cutoff_us=now_us - days * 86_400_000_000,
+            directory=target,
+            now_us=now_us,
+        )
+    if done is None:
+        click.echo(f"audit archive: nothing older than {days} days to archive")
+        return
+    click.echo(
+        f"audit archive: entries {done.first_seq}..{done.end_seq - 1} -> {done.path} "
+        f"(sha256 {done.sha256})"
+    )
 
 
 @audit_group.command("prove-consistency")
