@@ -27,6 +27,7 @@ from bastionpay.audit.models import AuditEntry, AuditStaged
 from bastionpay.audit.verify import verify_log
 from bastionpay.db.uow import unit_of_work
 from bastionpay.jobs.worker import run_audit_once
+from bastionpay.kernel.pan import find_pans
 from bastionpay.merchants import service as merchants
 from bastionpay.payments.models import PaymentIntent
 from bastionpay.runtime import Runtime
@@ -300,5 +301,34 @@ def test_the_worker_seals_and_checkpoints(fresh_db_url: str, tmp_path: Path) -> 
     assert run_audit_once(runtime, checkpoint_due=False)["audit_sealed"] == 0
     assert run_audit_once(runtime, checkpoint_due=True)["audit_checkpoints"] == 1
     assert run_audit_once(runtime, checkpoint_due=True)["audit_checkpoints"] == 0  # nothing new
+    assert _problems(runtime) == []
+    runtime.db.dispose()
+
+
+def test_card_numbers_never_reach_stored_audit_rows(fresh_db_url: str, tmp_path: Path) -> None:
+    """C5: the audit log stores paths, user agents and details — never a card number in them."""
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, "sk_test_notarealkey1234") as bad:
+        assert bad.get("/v1/customers/4242424242424242").status_code == 401  # path is audited
+    with api_client(runtime, merchant["secret_key"]) as api:
+        response = api.post(
+            "/v1/payment_intents",
+            data={
+                "amount": "2000",
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+            },
+            headers={"User-Agent": "shop/1.0 card 5555 5555 5555 4444"},
+        )
+        assert response.status_code == 200
+    _seal(runtime)
+    with unit_of_work(runtime.db, write=False) as session:
+        rows = session.scalars(select(AuditEntry)).all()
+        stored = json.dumps([[e.user_agent, e.details] for e in rows])
+    assert "customers/424242" in stored  # the path is kept, only the number is masked
+    assert find_pans(stored) == []
+    assert "5555 5555 5555 4444" not in stored and "4242424242424242" not in stored
     assert _problems(runtime) == []
     runtime.db.dispose()

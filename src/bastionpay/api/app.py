@@ -30,7 +30,9 @@ from bastionpay.kernel.errors import (
     AuthenticationError,
     BastionPayError,
     InvalidRequestError,
+    MethodNotAllowed,
     RequestTooLarge,
+    UnrecognizedUrl,
 )
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import views as ledger_views
@@ -133,20 +135,11 @@ def _dispatcher(
         try:
             ep = by_method.get("GET" if request.method == "HEAD" else request.method)
             if ep is None:
-                not_allowed = InvalidRequestError(
-                    f"Method not allowed for URL ({request.method}: {request.url.path[:200]})."
-                )
-                not_allowed.http_status = 405
-                raise not_allowed
+                raise MethodNotAllowed(request.method, request.url.path)
             for value in request.path_params.values():
                 if not _ID.match(str(value)):
                     # Object ids are short and plain; anything else cannot name an object.
-                    missing = InvalidRequestError(
-                        f"Unrecognized request URL ({request.method}: {request.url.path[:200]}).",
-                        code="resource_missing",
-                    )
-                    missing.http_status = 404
-                    raise missing
+                    raise UnrecognizedUrl(request.method, request.url.path)
             if ep.method == "POST":
                 raw = await _read_body(request, limits.max_body_bytes)
                 params = decode_body(raw, request.headers.get("content-type", ""), limits)
@@ -267,9 +260,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
-        verb = "Unrecognized request URL" if status == 404 else "Method not allowed for URL"
-        err = InvalidRequestError(f"{verb} ({request.method}: {request.url.path[:200]}).")
-        err.http_status = status
+        err: InvalidRequestError = (
+            MethodNotAllowed(request.method, request.url.path)
+            if status == 405
+            else UnrecognizedUrl(request.method, request.url.path)
+        )
         return _error(err, new_id("req"))
 
     app = Starlette(

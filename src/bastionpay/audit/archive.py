@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from cryptography.exceptions import InvalidSignature
 from sqlalchemy import Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from bastionpay.audit import chain, merkle
-from bastionpay.audit.keys import AuditKeys, key_id, load_public_key
+from bastionpay.audit.keys import AuditKeys
 from bastionpay.audit.models import AuditArchive, AuditArchivedLeaf, AuditEntry
 from bastionpay.audit.seal import latest_checkpoint, leaf_hashes
-from bastionpay.audit.verify import verify_checkpoint_signature
+from bastionpay.audit.verify import CheckpointInvalid, check_signed_checkpoint, signed_checkpoint
 from bastionpay.crypto.keyed_hash import KeyedHasher
 
 SEGMENT_FORMAT = "bastionpay-audit-segment/v1"
@@ -69,15 +68,7 @@ def _segment_lines(
         "first_seq": first,
         "end_seq": end,
         "previous_chain_hash": previous,
-        "checkpoint": {
-            "tree_size": checkpoint.tree_size,
-            "root_hash": checkpoint.root_hash,
-            "chain_hash": checkpoint.chain_hash,
-            "created_us": checkpoint.created_us,
-            "key_id": checkpoint.key_id,
-            "signature": checkpoint.signature,
-            "public_key": keys.public_key_b64,
-        },
+        "checkpoint": signed_checkpoint(checkpoint, keys.public_key_b64),
     }
     tree = merkle.MerkleTree(leaf_hashes(session, checkpoint.tree_size))
     query = select(AuditEntry).where(AuditEntry.seq >= first, AuditEntry.seq < end)
@@ -109,23 +100,12 @@ def verify_segment(
         cp = header["checkpoint"]
         if header.get("format") != SEGMENT_FORMAT:
             raise ArchiveInvalid("line 1: not a bastionpay audit segment")
-        if pinned_public_key is not None and cp["public_key"] != pinned_public_key:
-            raise ArchiveInvalid("line 1: signed with a key other than the pinned one")
-        public_key = load_public_key(cp["public_key"])
-        if key_id(public_key) != cp["key_id"]:
-            raise ArchiveInvalid("line 1: key id does not match the public key")
-        verify_checkpoint_signature(
-            public_key,
-            cp["tree_size"],
-            cp["root_hash"],
-            cp["chain_hash"],
-            cp["created_us"],
-            cp["key_id"],
-            cp["signature"],
-        )
+        check_signed_checkpoint(cp, pinned_public_key=pinned_public_key)
     except ArchiveInvalid:
         raise
-    except (StopIteration, InvalidSignature, KeyError, TypeError, ValueError) as exc:
+    except CheckpointInvalid as exc:
+        raise ArchiveInvalid(f"line 1: {exc}") from exc
+    except (StopIteration, KeyError, TypeError, ValueError) as exc:
         raise ArchiveInvalid("line 1: the segment header does not verify") from exc
     root, previous = bytes.fromhex(cp["root_hash"]), str(header["previous_chain_hash"])
     expected, out = int(header["first_seq"]), []

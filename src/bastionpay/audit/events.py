@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from bastionpay.audit.models import AuditStaged
 from bastionpay.kernel.ids import new_id
+from bastionpay.kernel.pan import mask_pans
 from bastionpay.observability.metrics import METRICS
 
 log = logging.getLogger("bastionpay.audit")
@@ -85,6 +86,18 @@ def record(session: Session, event: AuditEvent, *, occurred_us: int | None = Non
     return event_id
 
 
+def _scrub(value: Any) -> Any:
+    """Mask card numbers in free text before it is stored (C5): the audit log records request
+    paths, user agents and details, any of which a client can fill with a card number."""
+    if isinstance(value, str):
+        return mask_pans(value)
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    return value
+
+
 def _insert(session: Session, event: AuditEvent, event_id: str, occurred_us: int | None) -> None:
     session.execute(
         insert(_STAGED).values(
@@ -99,8 +112,8 @@ def _insert(session: Session, event: AuditEvent, event_id: str, occurred_us: int
             target_id=event.target_id,
             outcome=event.outcome,
             origin_ip=event.origin.ip,
-            user_agent=(event.origin.user_agent or "")[:256] or None,
+            user_agent=_scrub(event.origin.user_agent or "")[:256] or None,
             request_id=event.origin.request_id,
-            details=event.details,
+            details=_scrub(event.details),
         )
     )

@@ -15,15 +15,14 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from cryptography.exceptions import InvalidSignature
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastionpay.audit import chain, merkle
-from bastionpay.audit.keys import AuditKeys, key_id, load_public_key
+from bastionpay.audit.keys import AuditKeys
 from bastionpay.audit.models import AuditCheckpoint, AuditEntry
 from bastionpay.audit.seal import leaf_hashes
-from bastionpay.audit.verify import verify_checkpoint_signature
+from bastionpay.audit.verify import CheckpointInvalid, check_signed_checkpoint, signed_checkpoint
 
 FORMAT = "bastionpay-audit-export/v1"
 
@@ -38,13 +37,7 @@ def export_lines(
     yield {
         "type": "checkpoint",
         "format": FORMAT,
-        "tree_size": checkpoint.tree_size,
-        "root_hash": checkpoint.root_hash,
-        "chain_hash": checkpoint.chain_hash,
-        "created_us": checkpoint.created_us,
-        "key_id": checkpoint.key_id,
-        "signature": checkpoint.signature,
-        "public_key": keys.public_key_b64,
+        **signed_checkpoint(checkpoint, keys.public_key_b64),
     }
     # Built once: each inclusion proof is then O(log n), not O(n).
     tree = merkle.MerkleTree(leaf_hashes(session, checkpoint.tree_size))
@@ -80,24 +73,10 @@ def verify_export(stream: Iterable[str], *, pinned_public_key: str | None = None
         raise ExportInvalid("line 1: not a checkpoint header") from exc
     if header.get("type") != "checkpoint" or header.get("format") != FORMAT:
         raise ExportInvalid("line 1: not a bastionpay audit export checkpoint")
-    public_b64 = pinned_public_key or header["public_key"]
-    if pinned_public_key is not None and header["public_key"] != pinned_public_key:
-        raise ExportInvalid("line 1: signed with a key other than the pinned one")
-    public_key = load_public_key(public_b64)
-    if key_id(public_key) != header["key_id"]:
-        raise ExportInvalid("line 1: key id does not match the public key")
     try:
-        verify_checkpoint_signature(
-            public_key,
-            header["tree_size"],
-            header["root_hash"],
-            header["chain_hash"],
-            header["created_us"],
-            header["key_id"],
-            header["signature"],
-        )
-    except (InvalidSignature, ValueError) as exc:
-        raise ExportInvalid("line 1: checkpoint signature does not verify") from exc
+        check_signed_checkpoint(header, pinned_public_key=pinned_public_key)
+    except CheckpointInvalid as exc:
+        raise ExportInvalid(f"line 1: {exc}") from exc
     root = bytes.fromhex(header["root_hash"])
     count = 0
     for number, raw in enumerate(lines, start=2):
@@ -140,15 +119,7 @@ def consistency_document(
         "format": CONSISTENCY_FORMAT,
         "old_size": old_size,
         "old_root": merkle.root_from_leaf_hashes(hashes[:old_size]).hex(),
-        "checkpoint": {
-            "tree_size": checkpoint.tree_size,
-            "root_hash": checkpoint.root_hash,
-            "chain_hash": checkpoint.chain_hash,
-            "created_us": checkpoint.created_us,
-            "key_id": checkpoint.key_id,
-            "signature": checkpoint.signature,
-            "public_key": keys.public_key_b64,
-        },
+        "checkpoint": signed_checkpoint(checkpoint, keys.public_key_b64),
         "proof": [node.hex() for node in merkle.consistency_proof(hashes, old_size)],
     }
 
@@ -163,20 +134,7 @@ def verify_consistency_document(
         if document["old_root"] != pinned_old_root:
             raise ExportInvalid("the proof is for a different old root than the pinned one")
         cp = document["checkpoint"]
-        if pinned_public_key is not None and cp["public_key"] != pinned_public_key:
-            raise ExportInvalid("signed with a key other than the pinned one")
-        public_key = load_public_key(cp["public_key"])
-        if key_id(public_key) != cp["key_id"]:
-            raise ExportInvalid("key id does not match the public key")
-        verify_checkpoint_signature(
-            public_key,
-            cp["tree_size"],
-            cp["root_hash"],
-            cp["chain_hash"],
-            cp["created_us"],
-            cp["key_id"],
-            cp["signature"],
-        )
+        check_signed_checkpoint(cp, pinned_public_key=pinned_public_key)
         merkle.verify_consistency(
             int(document["old_size"]),
             int(cp["tree_size"]),
@@ -186,5 +144,7 @@ def verify_consistency_document(
         )
     except ExportInvalid:
         raise
-    except (InvalidSignature, KeyError, TypeError, ValueError) as exc:
+    except CheckpointInvalid as exc:
+        raise ExportInvalid(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
         raise ExportInvalid(f"consistency proof does not verify ({type(exc).__name__})") from exc

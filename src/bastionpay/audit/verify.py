@@ -7,9 +7,9 @@ checkpoint (signature, root or chain mismatch). Reports the first problem; the C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -17,7 +17,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from bastionpay.audit import chain, merkle
-from bastionpay.audit.keys import AuditKeys
+from bastionpay.audit.keys import AuditKeys, key_id, load_public_key
 from bastionpay.audit.models import AuditArchivedLeaf, AuditCheckpoint, AuditEntry, AuditHead
 
 _ENTRIES = cast(Table, AuditEntry.__table__)
@@ -46,6 +46,46 @@ def verify_checkpoint_signature(
     """Raises InvalidSignature (or ValueError for a malformed signature)."""
     message = chain.checkpoint_message(tree_size, root_hash, chain_hash, created_us, key_id)
     public_key.verify(bytes.fromhex(signature_hex), message)
+
+
+class CheckpointInvalid(ValueError):
+    """A signed checkpoint (in an export, a segment or a consistency proof) does not verify."""
+
+
+def signed_checkpoint(checkpoint: AuditCheckpoint, public_key_b64: str) -> dict[str, Any]:
+    """The wire form of a checkpoint: everything a third party needs to check its signature."""
+    return {
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.root_hash,
+        "chain_hash": checkpoint.chain_hash,
+        "created_us": checkpoint.created_us,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "public_key": public_key_b64,
+    }
+
+
+def check_signed_checkpoint(cp: Mapping[str, Any], *, pinned_public_key: str | None) -> None:
+    """Raise CheckpointInvalid unless `cp` is signed by its (or the pinned) Ed25519 key."""
+    if pinned_public_key is not None and cp.get("public_key") != pinned_public_key:
+        raise CheckpointInvalid("signed with a key other than the pinned one")
+    try:
+        public_key = load_public_key(cp["public_key"])
+        if key_id(public_key) != cp["key_id"]:
+            raise CheckpointInvalid("key id does not match the public key")
+        verify_checkpoint_signature(
+            public_key,
+            cp["tree_size"],
+            cp["root_hash"],
+            cp["chain_hash"],
+            cp["created_us"],
+            cp["key_id"],
+            cp["signature"],
+        )
+    except CheckpointInvalid:
+        raise
+    except (InvalidSignature, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointInvalid("checkpoint signature does not verify") from exc
 
 
 def _entries(session: Session) -> Iterator[AuditEntry]:

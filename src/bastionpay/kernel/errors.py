@@ -54,6 +54,22 @@ class ResourceMissing(InvalidRequestError):
         super().__init__(f"No such {kind}: '{object_id}'", code="resource_missing", param=param)
 
 
+class UnrecognizedUrl(InvalidRequestError):
+    http_status = 404
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(
+            f"Unrecognized request URL ({method}: {path[:200]}).", code="resource_missing"
+        )
+
+
+class MethodNotAllowed(InvalidRequestError):
+    http_status = 405
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Method not allowed for URL ({method}: {path[:200]}).")
+
+
 class RequestTooLarge(InvalidRequestError):
     http_status = 413
 
@@ -81,11 +97,6 @@ class AuthenticationError(BastionPayError):
 
 class PermissionDenied(BastionPayError):
     http_status = 403
-    error_type = "invalid_request_error"
-
-
-class RateLimited(BastionPayError):
-    http_status = 429
     error_type = "invalid_request_error"
 
 

@@ -26,7 +26,3 @@ def random_base62(length: int) -> str:
 def new_id(prefix: str) -> str:
     """`new_id("pi")` → `pi_3fA…` (prefix, underscore, 24 base62 characters)."""
     return f"{prefix}_{random_base62(ID_RANDOM_LENGTH)}"
-
-
-def has_prefix(value: str, prefix: str) -> bool:
-    return value.startswith(prefix + "_") and len(value) > len(prefix) + 1

@@ -79,7 +79,6 @@ class Posted:
     """A committed-with-the-unit-of-work ledger transaction."""
 
     id: str
-    pk: int
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ def post_many(
             session.execute(insert(_ENTRIES), entries)
     for posting in postings:
         METRICS.ledger_postings.labels(posting.kind).inc()
-    return [Posted(id=str(row["id"]), pk=pk_by_id[row["id"]]) for row in rows]
+    return [Posted(id=str(row["id"])) for row in rows]
 
 
 def authorization_lines(amount: int) -> list[Line]:

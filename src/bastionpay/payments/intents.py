@@ -191,14 +191,21 @@ def create(
     return intent, method
 
 
+def _locked(session: Session, ctx: PaymentContext, intent: str | PaymentIntent) -> PaymentIntent:
+    """The intent, row-locked: loaded here from its id, or already loaded (and locked) by a view."""
+    if isinstance(intent, PaymentIntent):
+        return intent
+    return get(session, ctx, intent, lock=True)
+
+
 def update(
     session: Session,
     ctx: PaymentContext,
-    intent_id: str,
+    intent_id: str | PaymentIntent,
     fields: IntentFields,
     metadata: dict[str, Any] | None,
 ) -> PaymentIntent:
-    intent = get(session, ctx, intent_id, lock=True)
+    intent = _locked(session, ctx, intent_id)
     money_fields = (
         fields.amount,
         fields.currency,
@@ -307,11 +314,7 @@ def confirm(
     *,
     method: PaymentMethod | None = None,
 ) -> ConfirmOutcome:
-    intent = (
-        intent_id
-        if isinstance(intent_id, PaymentIntent)
-        else get(session, ctx, intent_id, lock=True)
-    )
+    intent = _locked(session, ctx, intent_id)
     if intent.status not in CONFIRMABLE:
         raise _unexpected_state(intent, "confirm")
     if payment_method is not None:
@@ -438,9 +441,12 @@ def _capture_with_processor(ctx: PaymentContext, charge: Charge, amount: int) ->
 
 
 def capture(
-    session: Session, ctx: PaymentContext, intent_id: str, amount_to_capture: int | None
+    session: Session,
+    ctx: PaymentContext,
+    intent_id: str | PaymentIntent,
+    amount_to_capture: int | None,
 ) -> PaymentIntent:
-    intent = get(session, ctx, intent_id, lock=True)
+    intent = _locked(session, ctx, intent_id)
     if intent.status != "requires_capture":
         raise _unexpected_state(intent, "capture")
     amount = intent.amount_capturable if amount_to_capture is None else amount_to_capture

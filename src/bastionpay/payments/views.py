@@ -96,7 +96,7 @@ def update_intent(call: Call) -> Result:
     p: s.UpdatePaymentIntent = call.params
     current = intents.get(call.session, call.ctx, call.path["id"], lock=True)
     metadata = merge_metadata(current.metadata_, p.metadata) if p.metadata is not None else None
-    intent = intents.update(call.session, call.ctx, current.id, _fields(p, None), metadata)
+    intent = intents.update(call.session, call.ctx, current, _fields(p, None), metadata)
     return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
@@ -117,7 +117,7 @@ def capture_intent(call: Call) -> Result:
     # Validate everything before the processor moves money (security review H2).
     current = intents.get(call.session, call.ctx, call.path["id"], lock=True)
     metadata = merge_metadata(current.metadata_, p.metadata) if p.metadata is not None else None
-    intent = intents.capture(call.session, call.ctx, current.id, p.amount_to_capture)
+    intent = intents.capture(call.session, call.ctx, current, p.amount_to_capture)
     if metadata is not None:
         intent.metadata_ = metadata
     return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
