@@ -103,6 +103,10 @@ def make_runtime(
     connector: ProcessorConnector | None = None,
     **settings: Any,
 ) -> Runtime:
+    # Tests drive one key far faster than Stripe's test-mode 25 requests/s; the edge's own tests
+    # (tests/functional/test_edge_*.py) set the limits they exercise.
+    for name in ("rate_limit_test_read", "rate_limit_test_write"):
+        settings.setdefault(name, "100000/second")
     config = Settings(data_dir=data_dir, database_url=url, **settings)
     return build_runtime(config, clock=clock, connector=connector, db=Database(url))
 
@@ -121,7 +125,10 @@ def merchant(runtime: Runtime) -> dict[str, Any]:
 
 def api_client(runtime: Runtime, secret_key: str | None) -> TestClient:
     client = TestClient(
-        create_app(runtime), base_url="https://testserver", raise_server_exceptions=True
+        create_app(runtime),
+        base_url="https://localhost",
+        raise_server_exceptions=True,
+        client=("127.0.0.1", 50000),
     )
     if secret_key is not None:
         client.headers["Authorization"] = f"Bearer {secret_key}"

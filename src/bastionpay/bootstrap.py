@@ -61,7 +61,12 @@ def key_event(action: audit.Action, key: ApiKey) -> audit.AuditEvent:
         livemode=key.livemode,
         target_type="api_key",
         target_id=key.id,
-        details={"kind": key.kind, "redacted": key.redacted, "permissions": key.permissions},
+        details={
+            "kind": key.kind,
+            "redacted": key.redacted,
+            "permissions": key.permissions,
+            "allowed_ips": key.allowed_ips,
+        },
     )
 
 

@@ -8,9 +8,15 @@ certificate, and the keys. Production sets `BASTIONPAY_DATABASE_URL`, `BASTIONPA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse as parse_limit
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bastionpay.edge.networks import parse_networks
+
+CsvList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -55,6 +61,65 @@ class Settings(BaseSettings):
     audit_online_days: int = Field(default=92, ge=1)
     # Ledger checkpoints only fold entries older than this, far behind any open transaction.
     ledger_checkpoint_horizon_seconds: int = Field(default=300, ge=0)
+
+    # --- The edge (issue 6; docs/security/edge.md lists every default and why) ---
+    # Host header allow-list ("*" turns it off, e.g. behind a proxy that already enforces it).
+    allowed_hosts: CsvList = ["localhost", "127.0.0.1", "::1"]
+    # Peers whose X-Forwarded-For is believed (the WAF/proxy in front); none by default.
+    trusted_proxies: CsvList = []
+    # Who may reach operator endpoints (/metrics now, the console later); loopback by default.
+    operator_allowed_cidrs: CsvList = ["127.0.0.0/8", "::1/128"]
+    # Rate limits (T4), `limits` notation. Stripe's documented defaults: live 100 and test 25
+    # operations per second, reads and writes counted separately; merchants can be given their own.
+    redis_url: str | None = None
+    rate_limit_live_read: str = "100/second"
+    rate_limit_live_write: str = "100/second"
+    rate_limit_test_read: str = "25/second"
+    rate_limit_test_write: str = "25/second"
+    rate_limit_unauthenticated_ip: str = "20/second"
+    rate_limit_auth_failures_ip: str = "30/minute"
+    rate_limit_redis_retry_seconds: float = Field(default=5.0, gt=0)
+    # Load shedding: requests admitted at once per api process (queued + running).
+    max_in_flight: int = Field(default=64, ge=4, le=100_000)
+    # HTTP hygiene: header count and bytes, and how long a client may take to send its request.
+    max_headers: int = Field(default=64, ge=8)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=60 * 1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    keepalive_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1024, ge=16)
+
+    @field_validator("allowed_hosts", "trusted_proxies", "operator_allowed_cidrs", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        # Environment variables hold lists as "a,b,c".
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", "operator_allowed_cidrs")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+    @field_validator(
+        "rate_limit_live_read",
+        "rate_limit_live_write",
+        "rate_limit_test_read",
+        "rate_limit_test_write",
+        "rate_limit_unauthenticated_ip",
+        "rate_limit_auth_failures_ip",
+    )
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    def api_rate_limit(self, livemode: bool, writes: bool) -> str:
+        if livemode:
+            return self.rate_limit_live_write if writes else self.rate_limit_live_read
+        return self.rate_limit_test_write if writes else self.rate_limit_test_read
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -12,6 +12,7 @@ from bastionpay.config import Settings
 from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.crypto.keyfiles import load_or_create_key
 from bastionpay.db.engine import Database, get_database
+from bastionpay.edge.ratelimit import RateLimits
 from bastionpay.kernel.clock import Clock, SystemClock
 from bastionpay.kernel.secrets import Secret
 from bastionpay.payments.context import PaymentContext, Pricing
@@ -29,6 +30,7 @@ class Runtime:
     connector: ProcessorConnector
     audit_keys: AuditKeys
     metrics_token: Secret
+    rate_limits: RateLimits
 
     @property
     def pricing(self) -> Pricing:
@@ -68,4 +70,7 @@ def build_runtime(
         connector=connector or SandboxConnector(),
         audit_keys=load_audit_keys(keys),
         metrics_token=Secret(load_or_create_key(keys / "metrics-token.key").hex()),
+        rate_limits=RateLimits(
+            settings.redis_url, redis_retry_seconds=settings.rate_limit_redis_retry_seconds
+        ),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import uvicorn
 
 from bastionpay.api.app import create_app
+from bastionpay.edge.protocol import with_header_timeout
 from bastionpay.edge.tls import harden
 from bastionpay.runtime import Runtime
 
@@ -23,6 +24,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve_api(runtime: Runtime, sock: socket.socket, cert_file: Path, key_file: Path) -> None:
+    settings = runtime.settings
     config = uvicorn.Config(
         create_app(runtime),
         ssl_certfile=str(cert_file),
@@ -34,6 +36,13 @@ def serve_api(runtime: Runtime, sock: socket.socket, cert_file: Path, key_file: 
         lifespan="off",
         # Idle TLS keep-alive connections otherwise hold shutdown for the whole grace period.
         timeout_graceful_shutdown=3,
+        # The edge's HTTP hygiene (issue 6, item 5; docs/security/edge.md):
+        http=with_header_timeout(settings.header_timeout_seconds),  # slowloris
+        timeout_keep_alive=int(max(1, settings.keepalive_timeout_seconds)),
+        limit_concurrency=settings.max_connections,  # backstop: 503 beyond this many
+        # The parser refuses a request head larger than this before buffering more; the app's
+        # smaller max_header_bytes answers anything between in the API's error shape (431).
+        h11_max_incomplete_event_size=settings.max_header_bytes * 4,
     )
     config.load()
     if config.ssl is None:  # pragma: no cover - ssl_certfile is always set

@@ -128,6 +128,10 @@ def _platform_env(database_url: str | None) -> dict[str, str]:
     if database_url is not None:
         env["BASTIONPAY_DATABASE_URL"] = database_url
     env["PYTHONUNBUFFERED"] = "1"
+    # The SDK suites drive one key faster than Stripe's test-mode 25 requests/s, and the client
+    # never retries; the edge's own tests exercise the limits (tests/functional/test_edge_*.py).
+    env["BASTIONPAY_RATE_LIMIT_TEST_READ"] = "2000/second"
+    env["BASTIONPAY_RATE_LIMIT_TEST_WRITE"] = "2000/second"
     return env
 
 

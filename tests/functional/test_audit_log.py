@@ -96,7 +96,7 @@ def test_actions_are_recorded_with_who_what_when_outcome_origin_target(
     create = entries[3]
     assert create.actor_type == "api_key" and create.actor_id.startswith("key_")
     assert create.merchant_id == merchant["id"] and create.target_id.startswith("pi_")
-    assert create.origin_ip == "testclient" and create.request_id.startswith("req_")
+    assert create.origin_ip == "127.0.0.1" and create.request_id.startswith("req_")
     blob = json.dumps([{c: getattr(e, c) for c in ("details", "actor_id")} for e in entries])
     assert merchant["secret_key"] not in blob and merchant["secret_key"][8:] not in blob
     assert _problems(runtime) == []

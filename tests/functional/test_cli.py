@@ -155,3 +155,49 @@ def test_files_the_platform_writes_are_owner_only(tmp_path: Path) -> None:
     for path in written:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is mode {oct(mode)}"
+
+
+def test_edge_controls_from_the_cli(fresh_db_url: str, tmp_path: Path) -> None:
+    """`keys create --allow-ip`, `keys allow-ips` and `merchants limits` (edge issue; I7, T4)."""
+    data = ["--data-dir", str(tmp_path)]
+    code, out = _invoke(["merchants", "create", "--name", "Edge", "--json", *data], fresh_db_url)
+    merchant = json.loads(out)
+    code, out = _invoke(
+        ["keys", "create", "--merchant", merchant["id"], "--allow-ip", "10.0.0.0/8", *data],
+        fresh_db_url,
+    )
+    assert code == 0, out
+    issued = json.loads(out)
+    assert issued["allowed_ips"] == ["10.0.0.0/8"]
+    runtime = make_runtime(fresh_db_url, tmp_path)
+    with api_client(runtime, issued["key"]) as api:  # this client is 127.0.0.1
+        assert api.get("/v1/customers").status_code == 403
+    code, out = _invoke(
+        ["keys", "allow-ips", issued["id"], "--cidr", "127.0.0.1", *data], fresh_db_url
+    )
+    assert code == 0, out
+    assert json.loads(out)["allowed_ips"] == ["127.0.0.1/32"]
+    with api_client(runtime, issued["key"]) as api:
+        assert api.get("/v1/customers").status_code == 200
+    code, out = _invoke(
+        ["keys", "allow-ips", issued["id"], "--cidr", "10.0.0.300", *data], fresh_db_url
+    )
+    assert code != 0 and "not an IP network" in out
+    code, out = _invoke(["keys", "allow-ips", issued["id"], *data], fresh_db_url)
+    assert code != 0  # neither --cidr nor --anywhere
+
+    code, out = _invoke(
+        ["merchants", "limits", merchant["id"], "--write", "2/minute", *data], fresh_db_url
+    )
+    assert code == 0, out
+    with api_client(runtime, merchant["secret_key"]) as api:
+        assert [pay(api).status_code for _ in range(3)] == [200, 200, 429]
+    code, out = _invoke(
+        ["merchants", "limits", merchant["id"], "--write", "lots", *data], fresh_db_url
+    )
+    assert code != 0 and "Invalid rate limit" in out
+    code, out = _invoke(["merchants", "limits", merchant["id"], "--default", *data], fresh_db_url)
+    assert code == 0 and "default" in json.loads(out)["write"]
+    code, out = _invoke(["keys", "list", "--merchant", merchant["id"], *data], fresh_db_url)
+    assert [k["allowed_ips"] for k in json.loads(out)] == [None, None, ["127.0.0.1/32"]]
+    runtime.db.dispose()

@@ -86,8 +86,10 @@ def test_deep_json_is_refused() -> None:
 
 
 def test_unsupported_content_type() -> None:
-    with pytest.raises(InvalidRequestError, match="Unsupported Content-Type"):
+    with pytest.raises(InvalidRequestError, match="Unsupported Content-Type") as caught:
         decode_body(b"<x/>", "application/xml", LIMITS)
+    assert caught.value.http_status == 415
+    assert caught.value.code == "unsupported_media_type"
 
 
 class Sample(Params):

@@ -17,20 +17,28 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from bastionpay.api.forms import Limits, decode_body, decode_form
-from bastionpay.api.pipeline import Incoming, dumps, execute
+from bastionpay.api.pipeline import Incoming, execute
 from bastionpay.api.routing import Endpoint
 from bastionpay.audit import views as audit_views
 from bastionpay.audit.seal import latest_checkpoint
 from bastionpay.customers import views as customer_views
 from bastionpay.db.uow import unit_of_work
+from bastionpay.edge.filtering import RequestFilter
+from bastionpay.edge.headers import SecurityHeaders
+from bastionpay.edge.networks import client_address, contains, parse_address, parse_networks
+from bastionpay.edge.ratelimit import UNAUTHENTICATED
+from bastionpay.edge.respond import error_response
+from bastionpay.edge.shedding import Admission
 from bastionpay.kernel.errors import (
     AuthenticationError,
     BastionPayError,
     InvalidRequestError,
     MethodNotAllowed,
+    PermissionDenied,
+    RequestTimeout,
     RequestTooLarge,
     UnrecognizedUrl,
 )
@@ -52,15 +60,6 @@ ENDPOINTS: list[Endpoint] = [
     *ledger_views.ENDPOINTS,
 ]
 
-# Headers on every response (SECURITY-REQUIREMENTS T1: HSTS on HTTPS; the edge issue adds CSP and
-# the rest). API responses must never be cached by intermediaries.
-SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
-]
-
 
 def _json(
     status: int,
@@ -78,13 +77,7 @@ def _json(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(exc: BastionPayError, request_id: str) -> Response:
-    wire = exc.to_wire()
-    wire["error"]["request_log_url"] = None
-    return _json(exc.http_status, dumps(wire), request_id)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(
@@ -92,19 +85,41 @@ async def _read_body(request: Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # do not buffer an unbounded body (OWASP API4)
-            raise RequestTooLarge(
-                f"Request body too large: at most {limit} bytes are allowed.",
-                code="request_too_large",
-            )
-        chunks.append(chunk)
+    # A body trickled in slowly holds a connection and memory (slow-POST): bounded in time too.
+    with anyio.move_on_after(timeout) as scope:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # do not buffer an unbounded body (OWASP API4)
+                raise RequestTooLarge(
+                    f"Request body too large: at most {limit} bytes are allowed.",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+    if scope.cancelled_caught:
+        METRICS.edge_rejections.labels("body_timeout").inc()
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout:g} seconds.", code="request_timeout"
+        )
     return b"".join(chunks)
 
 
+class Edge:
+    """What every /v1 request passes through before the pipeline: admission and client address."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.admission = Admission(settings.max_in_flight, settings.api_concurrency)
+        # The pipeline's own threads; the admission slots keep it from ever waiting here.
+        self.threads = anyio.CapacityLimiter(settings.api_concurrency)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+
+    def client_ip(self, request: Request) -> str | None:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+
 def _dispatcher(
-    runtime: Runtime, route: str, by_method: dict[str, Endpoint], limiter: anyio.CapacityLimiter
+    runtime: Runtime, route: str, by_method: dict[str, Endpoint], edge: Edge
 ) -> Callable[[Request], Awaitable[Response]]:
     settings = runtime.settings
     limits = Limits(settings.max_body_bytes, settings.max_parameters, settings.max_nesting_depth)
@@ -141,7 +156,9 @@ def _dispatcher(
                     # Object ids are short and plain; anything else cannot name an object.
                     raise UnrecognizedUrl(request.method, request.url.path)
             if ep.method == "POST":
-                raw = await _read_body(request, limits.max_body_bytes)
+                raw = await _read_body(
+                    request, limits.max_body_bytes, settings.body_timeout_seconds
+                )
                 params = decode_body(raw, request.headers.get("content-type", ""), limits)
             else:
                 query = request.url.query
@@ -156,10 +173,14 @@ def _dispatcher(
                 idempotency_key=idem_key,
                 params=params,
                 request_id=request_id,
-                client_ip=request.client.host if request.client else None,
+                client_ip=edge.client_ip(request),
                 user_agent=request.headers.get("user-agent"),
             )
-            out = await anyio.to_thread.run_sync(execute, runtime, ep, incoming, limiter=limiter)
+            priority = ep.admission_priority
+            async with edge.admission.admitted(priority), edge.admission.slot(priority):
+                out = await anyio.to_thread.run_sync(
+                    execute, runtime, ep, incoming, limiter=edge.threads
+                )
             return _json(
                 out.status,
                 out.body,
@@ -176,54 +197,39 @@ def _dispatcher(
                 message=exc.message,
                 status=exc.http_status,
             )
-            return _error(exc, request_id)
+            return error_response(exc, request_id)
         except ClientDisconnect:
             return Response(status_code=400)
         except Exception:
             # Fail closed (P3) with a generic message; the detail goes to the log, not the client.
             log.exception("unhandled error", extra={"request_id": request_id})
-            return _error(BastionPayError("An unexpected error occurred."), request_id)
+            return error_response(BastionPayError("An unexpected error occurred."), request_id)
 
     return endpoint
 
 
-def _routes(runtime: Runtime, limiter: anyio.CapacityLimiter) -> list[Route]:
+def _routes(runtime: Runtime, edge: Edge) -> list[Route]:
     grouped: dict[str, dict[str, Endpoint]] = defaultdict(dict)
     for ep in ENDPOINTS:
         if ep.method in grouped[ep.path]:
             raise ValueError(f"duplicate route {ep.method} {ep.path}")
         grouped[ep.path][ep.method] = ep
     return [
-        Route(path, _dispatcher(runtime, path, methods, limiter), methods=list(methods))
+        Route(path, _dispatcher(runtime, path, methods, edge), methods=list(methods))
         for path, methods in grouped.items()
     ]
 
 
-class SecurityHeaders:
-    """Pure ASGI middleware: adds SECURITY_HEADERS and drops any `server` banner."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 def create_app(runtime: Runtime) -> ASGIApp:
-    # Bounds the threads running the /v1 pipeline at once (settings.api_concurrency).
-    limiter = anyio.CapacityLimiter(runtime.settings.api_concurrency)
+    settings = runtime.settings
+    edge = Edge(runtime)
+    operators = parse_networks(settings.operator_allowed_cidrs)
+
+    def _per_ip(request: Request) -> None:
+        # Unauthenticated routes are limited per client address (T4).
+        runtime.rate_limits.hit(
+            UNAUTHENTICATED, settings.rate_limit_unauthenticated_ip, edge.client_ip(request) or "-"
+        )
 
     async def livez(_: Request) -> Response:
         # The no-op endpoint: same listener and middleware, no database (benchmark baseline).
@@ -233,7 +239,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
         with unit_of_work(runtime.db, write=False) as session:
             session.execute(text("SELECT 1"))
 
-    async def healthz(_: Request) -> Response:
+    async def healthz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(_per_ip, request)
+        except BastionPayError as exc:
+            return error_response(exc, new_id("req"))
         try:
             await run_in_threadpool(_db_ok)
         except Exception:
@@ -251,10 +261,23 @@ def create_app(runtime: Runtime) -> ASGIApp:
     METRICS.watch_checkpoint_age(_checkpoint_age)
 
     async def metrics(request: Request) -> Response:
-        # Behind a token of its own: platform-wide numbers are not for merchants' API keys.
+        request_id = new_id("req")
+        # Operator endpoint: only from the operators' networks (I7), rate limited per address,
+        # and behind a token of its own (platform-wide numbers are not for merchants' API keys).
+        if not contains(operators, parse_address(edge.client_ip(request))):
+            METRICS.edge_rejections.labels("operator_ip_not_allowed").inc()
+            denied = PermissionDenied(
+                "Operator endpoints cannot be reached from your IP address.",
+                code="ip_not_allowed",
+            )
+            return error_response(denied, request_id)
+        try:
+            await run_in_threadpool(_per_ip, request)
+        except BastionPayError as exc:
+            return error_response(exc, request_id)
         if not token_matches(request.headers.get("authorization"), runtime.metrics_token.reveal()):
             err = AuthenticationError("Metrics require the metrics bearer token.")
-            return _error(err, new_id("req"))
+            return error_response(err, request_id)
         body, content_type = await run_in_threadpool(METRICS.render)
         return Response(body, media_type=content_type)
 
@@ -265,15 +288,22 @@ def create_app(runtime: Runtime) -> ASGIApp:
             if status == 405
             else UnrecognizedUrl(request.method, request.url.path)
         )
-        return _error(err, new_id("req"))
+        return error_response(err, new_id("req"))
 
     app = Starlette(
         routes=[
             Route("/livez", livez),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            *_routes(runtime, limiter),
+            *_routes(runtime, edge),
         ],
         exception_handlers={404: not_found, 405: not_found},
     )
-    return SecurityHeaders(app)
+    # Outermost first: headers on every answer, including the filter's refusals.
+    filtered = RequestFilter(
+        app,
+        allowed_hosts=settings.allowed_hosts,
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    return SecurityHeaders(filtered)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bastionpay.kernel.errors import InvalidRequestError, RequestTooLarge
+from bastionpay.kernel.errors import InvalidRequestError, RequestTooLarge, UnsupportedMediaType
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
@@ -182,8 +182,9 @@ def decode_body(raw: bytes, content_type: str, limits: Limits) -> dict[str, Any]
             return decode_form(raw, limits)
         except UnicodeDecodeError as exc:
             raise _invalid("Request body is not valid UTF-8.") from exc
-    raise InvalidRequestError(
+    # Only the two encodings Stripe's SDKs send are parsed (edge issue item 5).
+    raise UnsupportedMediaType(
         f"Unsupported Content-Type {media[:80]!r}: use application/x-www-form-urlencoded "
         "or application/json.",
-        code="parameter_invalid",
+        code="unsupported_media_type",
     )

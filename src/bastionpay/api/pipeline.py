@@ -12,6 +12,7 @@ import binascii
 import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from bastionpay.api.params import validate
@@ -19,6 +20,8 @@ from bastionpay.api.routing import Call, Endpoint, Result
 from bastionpay.audit import events as audit
 from bastionpay.audit.events import Action, AuditEvent, Origin
 from bastionpay.db.uow import unit_of_work
+from bastionpay.edge.networks import Network, contains, parse_address, parse_networks
+from bastionpay.edge.ratelimit import API_READ, API_WRITE, AUTH_FAILURES
 from bastionpay.idempotency import service as idempotency
 from bastionpay.kernel.errors import (
     AuthenticationError,
@@ -137,20 +140,57 @@ def _action_event(action: Action, caller: Caller, incoming: Incoming, result: Re
     )
 
 
+def _denied(caller: Caller, endpoint: Endpoint, incoming: Incoming, **details: Any) -> AuditEvent:
+    return AuditEvent(
+        actor_type="api_key",
+        actor_id=caller.key_id,
+        action="identity.authentication.fail",
+        outcome="denied",
+        merchant_id=caller.merchant_id,
+        livemode=caller.livemode,
+        origin=incoming.origin,
+        details={"method": endpoint.method, "path": incoming.path[:200], **details},
+    )
+
+
+@lru_cache(maxsize=1024)
+def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    return parse_networks(cidrs)
+
+
+def _rate_limit(runtime: Runtime, endpoint: Endpoint, caller: Caller) -> None:
+    """Per key, reads and writes counted apart, with the merchant's overrides (T4)."""
+    writes = endpoint.method != "GET"
+    override = caller.rate_limit_write if writes else caller.rate_limit_read
+    limit = override or runtime.settings.api_rate_limit(caller.livemode, writes)
+    runtime.rate_limits.hit(API_WRITE if writes else API_READ, limit, caller.key_id)
+
+
 def _authorize(
     runtime: Runtime, endpoint: Endpoint, incoming: Incoming, now: int
 ) -> tuple[Caller, int, bool]:
-    """Authenticate the key and check the route's permission; both failures are audited."""
+    """Authenticate, apply the key's IP allow-list and rate limit, check the route's permission.
+
+    Failures are audited, except what a rate limit refuses: a flood of bad keys from one address
+    must not turn into a flood of audit writes (T4).
+    """
     db = runtime.db
     try:
         with unit_of_work(db, write=False) as session:
-            record = merchants.authenticate(
+            found = merchants.authenticate(
                 session, runtime.api_keys, presented_key(incoming.authorization)
             )
-            caller = merchants.caller_for(record)
-            key_pk, stale = record.pk, merchants.needs_touch(record, now)
+            caller = merchants.caller_for(found)
+            key_pk, stale = found.record.pk, merchants.needs_touch(found.record, now)
     except AuthenticationError:
         METRICS.auth_failures.labels("invalid_key").inc()
+        # Failed attempts per address are limited before they are audited: past the limit the
+        # caller gets 429 and no audit row; each window still records the attempts within it.
+        runtime.rate_limits.hit(
+            AUTH_FAILURES,
+            runtime.settings.rate_limit_auth_failures_ip,
+            incoming.client_ip or "unknown",
+        )
         # PCI DSS 10.2.1.4: invalid access attempts are audited — without the presented key.
         _audit_alone(
             runtime,
@@ -164,25 +204,19 @@ def _authorize(
             ),
         )
         raise
+    if caller.allowed_ips is not None and not contains(
+        _networks(caller.allowed_ips), parse_address(incoming.client_ip)
+    ):
+        # I7: a key restricted to networks is useless elsewhere, even when it leaks.
+        METRICS.auth_failures.labels("ip_not_allowed").inc()
+        _audit_alone(runtime, _denied(caller, endpoint, incoming, reason="ip_not_allowed"))
+        raise PermissionDenied(
+            "This API key cannot be used from your IP address.", code="ip_not_allowed"
+        )
+    _rate_limit(runtime, endpoint, caller)
     if endpoint.permission not in caller.permissions:
         METRICS.auth_failures.labels("permission_denied").inc()
-        _audit_alone(
-            runtime,
-            AuditEvent(
-                actor_type="api_key",
-                actor_id=caller.key_id,
-                action="identity.authentication.fail",
-                outcome="denied",
-                merchant_id=caller.merchant_id,
-                livemode=caller.livemode,
-                origin=incoming.origin,
-                details={
-                    "method": endpoint.method,
-                    "path": incoming.path[:200],
-                    "permission": endpoint.permission,
-                },
-            ),
-        )
+        _audit_alone(runtime, _denied(caller, endpoint, incoming, permission=endpoint.permission))
         if caller.kind == "publishable":
             raise PermissionDenied(
                 "This API call cannot be made with a publishable API key. Please use a secret "

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from bastionpay.api.params import Params
 from bastionpay.audit.events import Action
+from bastionpay.edge.shedding import Priority
 from bastionpay.merchants.service import Caller
 from bastionpay.payments.context import PaymentContext
 
@@ -43,6 +44,17 @@ class Endpoint:
     # Recorded in the audit log with the request's own unit of work (L1); a reading endpoint that
     # is audited (reading the audit log itself) therefore runs in a write transaction.
     audit_action: Action | None = None
+    # Load shedding (edge issue, item 4). None: lists (collection GETs) are low priority, the
+    # rest normal; payment confirmations, captures and refunds declare `CRITICAL`.
+    priority: Priority | None = None
+
+    @property
+    def admission_priority(self) -> Priority:
+        if self.priority is not None:
+            return self.priority
+        if self.method == "GET" and not self.path.endswith("}"):
+            return Priority.LOW
+        return Priority.NORMAL
 
     @property
     def writes(self) -> bool:

@@ -31,6 +31,8 @@ Action = Literal[
     "merchant.account.create",
     "merchant.api_key.create",
     "merchant.api_key.revoke",
+    "merchant.api_key.restrict_ips",
+    "merchant.account.rate_limits",
     "identity.authentication.fail",
     "payments.payment_intent.create",
     "payments.payment_intent.confirm",

@@ -53,6 +53,55 @@ def merchants_list(data_dir: Path | None) -> None:
             click.echo(f"{merchant.id}\t{merchant.name}")
 
 
+@merchants_group.command("limits")
+@click.argument("merchant_id")
+@click.option("--read", "read", help="Read requests per key, e.g. 500/second.")
+@click.option("--write", "write", help="Write requests per key, e.g. 200/second.")
+@click.option("--default", "use_default", is_flag=True, help="Back to the platform defaults.")
+@data_dir_option
+def merchants_limits(
+    merchant_id: str,
+    read: str | None,
+    write: str | None,
+    use_default: bool,
+    data_dir: Path | None,
+) -> None:
+    """Set a merchant's API rate limits (T4). Running api processes apply them at once."""
+    if use_default == bool(read or write):
+        raise click.UsageError("give --read and/or --write, or --default")
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    try:
+        with unit_of_work(runtime.db, write=True) as session:
+            merchant = merchants.set_rate_limits(session, merchant_id, read=read, write=write)
+            audit.record(
+                session,
+                audit.AuditEvent(
+                    actor_type="system",
+                    actor_id="cli",
+                    action="merchant.account.rate_limits",
+                    outcome="success",
+                    merchant_id=merchant.id,
+                    target_type="account",
+                    target_id=merchant.id,
+                    details={"read": read, "write": write},
+                ),
+            )
+    except BastionPayError as exc:
+        raise click.ClickException(exc.message) from None
+    settings = runtime.settings
+    emit_json(
+        {
+            "merchant": merchant_id,
+            "read": read
+            or f"default (live {settings.rate_limit_live_read}, test "
+            f"{settings.rate_limit_test_read})",
+            "write": write
+            or f"default (live {settings.rate_limit_live_write}, test "
+            f"{settings.rate_limit_test_write})",
+        }
+    )
+
+
 @click.group("keys")
 def keys_group() -> None:
     """Issue, list and revoke API keys."""
@@ -74,9 +123,20 @@ def keys_group() -> None:
     type=click.Choice(sorted(ALL_PERMISSIONS)),
     help="For restricted keys; repeatable.",
 )
+@click.option(
+    "--allow-ip",
+    "allow_ips",
+    multiple=True,
+    help="Only accept the key from this address or CIDR (I7); repeatable.",
+)
 @data_dir_option
 def keys_create(
-    merchant_id: str, kind: str, live: bool, permissions: tuple[str, ...], data_dir: Path | None
+    merchant_id: str,
+    kind: str,
+    live: bool,
+    permissions: tuple[str, ...],
+    allow_ips: tuple[str, ...],
+    data_dir: Path | None,
 ) -> None:
     """Issue an API key. The key is printed once and stored only as a keyed hash."""
     runtime = bootstrap.initialise(settings_for(data_dir))
@@ -91,11 +151,37 @@ def keys_create(
                 now=runtime.clock.now(),
                 permissions=frozenset(permissions) if permissions else None,
             )
+            if allow_ips:
+                merchants.set_allowed_ips(session, issued.record.id, list(allow_ips))
             key_id = issued.record.id
             audit.record(session, bootstrap.key_event("merchant.api_key.create", issued.record))
     except BastionPayError as exc:
         raise click.ClickException(exc.message) from None
-    emit_json({"id": key_id, "key": issued.plaintext})
+    emit_json(
+        {"id": key_id, "key": issued.plaintext, "allowed_ips": issued.record.allowed_ips or None}
+    )
+
+
+@keys_group.command("allow-ips")
+@click.argument("key_id")
+@click.option("--cidr", "cidrs", multiple=True, help="Address or CIDR; repeatable.")
+@click.option("--anywhere", is_flag=True, help="Lift the restriction.")
+@data_dir_option
+def keys_allow_ips(
+    key_id: str, cidrs: tuple[str, ...], anywhere: bool, data_dir: Path | None
+) -> None:
+    """Restrict where an API key may be used from (I7); takes effect on the next request."""
+    if anywhere == bool(cidrs):
+        raise click.UsageError("give --cidr (repeatable) or --anywhere")
+    runtime = bootstrap.initialise(settings_for(data_dir))
+    try:
+        with unit_of_work(runtime.db, write=True) as session:
+            record = merchants.set_allowed_ips(session, key_id, list(cidrs))
+            audit.record(session, bootstrap.key_event("merchant.api_key.restrict_ips", record))
+            allowed = record.allowed_ips
+    except BastionPayError as exc:
+        raise click.ClickException(exc.message) from None
+    emit_json({"id": key_id, "allowed_ips": allowed})
 
 
 @keys_group.command("list")
@@ -116,6 +202,7 @@ def keys_list(merchant_id: str, data_dir: Path | None) -> None:
                     "livemode": k.livemode,
                     "redacted": k.redacted,
                     "permissions": k.permissions,
+                    "allowed_ips": k.allowed_ips,
                     "created": k.created,
                     "last_used_at": k.last_used_at,
                     "revoked_at": k.revoked_at,

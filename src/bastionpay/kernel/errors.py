@@ -112,3 +112,38 @@ class ProcessorError(BastionPayError):
 
     http_status = 502
     error_type = "api_error"
+
+
+class UnsupportedMediaType(InvalidRequestError):
+    http_status = 415
+
+
+class RequestTimeout(InvalidRequestError):
+    """The client did not send its request in time (slow-body attacks, edge issue item 5)."""
+
+    http_status = 408
+
+
+class HeadersTooLarge(InvalidRequestError):
+    http_status = 431
+
+
+class RateLimited(InvalidRequestError):
+    """HTTP 429, as Stripe answers it (`code: rate_limit`); `retry_after` feeds the header (T4)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, code="rate_limit")
+        self.retry_after = max(1, retry_after)
+
+
+class ServiceUnavailable(BastionPayError):
+    """HTTP 503: shed under overload or a dependency the request needs is down; safe to retry."""
+
+    http_status = 503
+    error_type = "api_error"
+
+    def __init__(self, message: str, *, code: str, retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)

@@ -15,6 +15,9 @@ class Merchant(Base):
     id: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created: Mapped[int] = mapped_column(BigInteger)
+    # Rate-limit overrides in `limits` notation ("500/second"); NULL: the platform default (T4).
+    rate_limit_read: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rate_limit_write: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ApiKey(Base):
@@ -36,3 +39,5 @@ class ApiKey(Base):
     created: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # CIDRs the key may be used from (I7); NULL: anywhere.
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)

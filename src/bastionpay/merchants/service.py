@@ -12,6 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bastionpay.crypto.keyed_hash import KeyedHasher
+from bastionpay.edge.networks import parse_networks
+from bastionpay.edge.ratelimit import parse_limit
 from bastionpay.kernel.errors import AuthenticationError, InvalidRequestError, ResourceMissing
 from bastionpay.kernel.ids import new_id, random_base62
 from bastionpay.merchants.models import ApiKey, Merchant
@@ -39,6 +41,19 @@ class Caller:
     key_id: str
     kind: str
     permissions: frozenset[str]
+    # The edge's per-key and per-merchant controls (I7, T4); None: none set.
+    allowed_ips: tuple[str, ...] | None = None
+    rate_limit_read: str | None = None
+    rate_limit_write: str | None = None
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A valid key and its merchant's rate-limit overrides, read in one query."""
+
+    record: ApiKey
+    rate_limit_read: str | None
+    rate_limit_write: str | None
 
 
 def _redact(plaintext: str) -> str:
@@ -115,23 +130,29 @@ def _mask_presented(presented: str) -> str:
     return f"{head}{'*' * 12}{presented[-4:]}"
 
 
-def authenticate(session: Session, hasher: KeyedHasher, presented: str | None) -> ApiKey:
+def authenticate(session: Session, hasher: KeyedHasher, presented: str | None) -> Authenticated:
     if not presented:
         raise AuthenticationError(
             "You did not provide an API key. You need to provide your API key in the "
             "Authorization header, using Bearer auth "
             "(e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
         )
-    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hasher.hexdigest(presented)))
-    if record is None or record.revoked_at is not None:
+    row = session.execute(
+        select(ApiKey, Merchant.rate_limit_read, Merchant.rate_limit_write)
+        .join(Merchant, Merchant.id == ApiKey.merchant_id)
+        .where(ApiKey.key_hash == hasher.hexdigest(presented))
+    ).first()
+    record = None if row is None else row[0]
+    if row is None or record is None or record.revoked_at is not None:
         # One message for unknown and revoked keys: no oracle for which keys once existed.
         raise AuthenticationError(
             f"Invalid API Key provided: {_mask_presented(presented)}", code="api_key_invalid"
         )
-    return record
+    return Authenticated(record=record, rate_limit_read=row[1], rate_limit_write=row[2])
 
 
-def caller_for(record: ApiKey) -> Caller:
+def caller_for(found: Authenticated) -> Caller:
+    record = found.record
     if record.kind == "secret":
         permissions = ALL_PERMISSIONS
     elif record.kind == "restricted":
@@ -144,7 +165,43 @@ def caller_for(record: ApiKey) -> Caller:
         key_id=record.id,
         kind=record.kind,
         permissions=permissions,
+        allowed_ips=tuple(record.allowed_ips) if record.allowed_ips else None,
+        rate_limit_read=found.rate_limit_read,
+        rate_limit_write=found.rate_limit_write,
     )
+
+
+def set_allowed_ips(session: Session, key_id: str, cidrs: list[str] | None) -> ApiKey:
+    """Restrict a key to networks (I7); an empty list or None lifts the restriction."""
+    record = session.scalar(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
+    if record is None:
+        raise ResourceMissing("api_key", key_id)
+    try:
+        networks = parse_networks(cidrs or [])
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param="allowed_ips") from None
+    record.allowed_ips = [str(n) for n in networks] or None
+    return record
+
+
+def set_rate_limits(
+    session: Session, merchant_id: str, *, read: str | None, write: str | None
+) -> Merchant:
+    """Per-merchant overrides of the platform's API rate limits (T4); None restores the default."""
+    merchant = session.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
+    if merchant is None:
+        raise ResourceMissing("account", merchant_id, param="merchant")
+    for param, value in (("read", read), ("write", write)):
+        if value is not None:
+            try:
+                parse_limit(value)
+            except ValueError:
+                raise InvalidRequestError(
+                    f"Invalid rate limit {value[:40]!r}: use e.g. 500/second.", param=param
+                ) from None
+    merchant.rate_limit_read = read
+    merchant.rate_limit_write = write
+    return merchant
 
 
 def touch_last_used(session: Session, key_pk: int, now: int) -> None:

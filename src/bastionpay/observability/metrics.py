@@ -59,6 +59,32 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # The edge (issue 6): every refusal is counted by its reason.
+        self.edge_rejections = Counter(
+            "bastionpay_edge_rejections",
+            "Requests refused by the edge before the pipeline (filtering, allow-lists)",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "bastionpay_rate_limited", "Requests refused by a rate limit", ["category"], registry=r
+        )
+        self.rate_limit_backend_errors = Counter(
+            "bastionpay_rate_limit_backend_errors",
+            "Rate-limit store (Redis) failures; the category's fallback policy applied",
+            registry=r,
+        )
+        self.shed = Counter(
+            "bastionpay_load_shed",
+            "Requests answered 503 by load shedding",
+            ["priority"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "bastionpay_requests_in_flight",
+            "API requests admitted and not yet answered",
+            registry=r,
+        )
         self.checkpoint_age = Gauge(
             "bastionpay_audit_checkpoint_age_seconds",
             "Seconds since the newest signed audit checkpoint (-1: none yet)",

@@ -9,6 +9,7 @@ from bastionpay.api.pagination import paginate
 from bastionpay.api.params import ListParams, merge_metadata
 from bastionpay.api.routing import Call, Endpoint, Result
 from bastionpay.customers.models import Customer
+from bastionpay.edge.shedding import Priority
 from bastionpay.kernel.errors import CardError, InvalidRequestError
 from bastionpay.merchants import permissions as perm
 from bastionpay.payments import intents, methods, refunds
@@ -317,6 +318,7 @@ ENDPOINTS = [
         s.CreatePaymentIntent,
         create_intent,
         audit_action="payments.payment_intent.create",
+        priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
     ),
     Endpoint("GET", "/v1/payment_intents", perm.PAYMENTS_READ, s.ListPaymentIntents, list_intents),
     Endpoint("GET", "/v1/payment_intents/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_intent),
@@ -334,6 +336,7 @@ ENDPOINTS = [
         s.ConfirmPaymentIntent,
         confirm_intent,
         audit_action="payments.payment_intent.confirm",
+        priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
     ),
     Endpoint(
         "POST",
@@ -342,6 +345,7 @@ ENDPOINTS = [
         s.CapturePaymentIntent,
         capture_intent,
         audit_action="payments.payment_intent.capture",
+        priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
     ),
     Endpoint(
         "POST",
@@ -350,6 +354,7 @@ ENDPOINTS = [
         s.CancelPaymentIntent,
         cancel_intent,
         audit_action="payments.payment_intent.cancel",
+        priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
     ),
     Endpoint("GET", "/v1/charges", perm.PAYMENTS_READ, s.ListCharges, list_charges),
     Endpoint("GET", "/v1/charges/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_charge),
@@ -360,6 +365,7 @@ ENDPOINTS = [
         s.CreateRefund,
         create_refund,
         audit_action="payments.refund.create",
+        priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
     ),
     Endpoint("GET", "/v1/refunds", perm.PAYMENTS_READ, s.ListRefunds, list_refunds),
     Endpoint("GET", "/v1/refunds/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_refund),
