@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -66,6 +67,11 @@ MAX_OPEN_LOOP_REQUESTS = 200_000  # hard cap on requests scheduled by one open-l
 MAX_OPEN_LOOP_CONNECTIONS = 256
 STARTUP_TIMEOUT_S = 120.0
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = os.environ.get("BASTIONPAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+LIST_PATH = "/v1/payment_intents?limit=10"
+# Overload phase: payments at the latency phase's rate plus lists at this multiple of the payment
+# saturation rate, together well beyond what the process can serve (edge issue, item 4).
+OVERLOAD_LIST_FACTOR = 2.0
 
 ERROR_KINDS = (
     "http_4xx",
@@ -162,7 +168,7 @@ def classify_response(status: int, body: bytes, expect: str) -> str | None:
         doc = json.loads(body)
     except ValueError:
         return "unexpected_body"
-    if isinstance(doc, dict) and doc.get("status") == expect:
+    if isinstance(doc, dict) and expect in (doc.get("status"), doc.get("object")):
         return None
     return "unexpected_body"
 
@@ -739,11 +745,19 @@ def tail(path: Path, lines: int = 40) -> str:
     return f"--- last {lines} lines of {path} ---\n" + "\n".join(text[-lines:])
 
 
-def server_env(db_url: str | None) -> dict[str, str]:
+def server_env(db_url: str | None, rate_limit_store: str = "memory") -> dict[str, str]:
     env = dict(os.environ)
     env.pop("BASTIONPAY_DATABASE_URL", None)
+    env.pop("BASTIONPAY_REDIS_URL", None)
     if db_url:
         env["BASTIONPAY_DATABASE_URL"] = db_url
+    # The edge stays on: every request is rate limited, filtered and admitted as in production.
+    # The bench merchant gets a limit above the offered load, as a high-volume merchant would
+    # (`bastionpay merchants limits`), so the limiter is paid for but never refuses.
+    env["BASTIONPAY_RATE_LIMIT_TEST_READ"] = "1000000/second"
+    env["BASTIONPAY_RATE_LIMIT_TEST_WRITE"] = "1000000/second"
+    if rate_limit_store == "redis":
+        env["BASTIONPAY_REDIS_URL"] = REDIS_URL
     probe = subprocess.run(
         [sys.executable, "-c", "import bastionpay"], env=env, capture_output=True, check=False
     )
@@ -756,12 +770,14 @@ def server_env(db_url: str | None) -> dict[str, str]:
     return env
 
 
-def launch_server(data_dir: Path, log_path: Path, db_url: str | None) -> Server:
+def launch_server(
+    data_dir: Path, log_path: Path, db_url: str | None, rate_limit_store: str = "memory"
+) -> Server:
     cmd = [
         sys.executable, "-m", "bastionpay", "up", "--data-dir", str(data_dir),
         "--host", "127.0.0.1", "--api-port", "0",
     ]  # fmt: skip
-    env = server_env(db_url)
+    env = server_env(db_url, rate_limit_store)
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             cmd,
@@ -912,6 +928,8 @@ class Options:
     pg_url: str
     keep: bool
     py_client: str
+    rate_limit_store: str = "memory"
+    overload: bool = True
 
 
 @dataclass
@@ -921,6 +939,9 @@ class BackendRun:
     noop: PhaseResult | None = None
     payments: PhaseResult | None = None
     open_loop: PhaseResult | None = None
+    # Load shedding under overload: payments and lists offered together beyond capacity.
+    overload_payments: PhaseResult | None = None
+    overload_lists: PhaseResult | None = None
     ratio: float | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -1017,6 +1038,33 @@ def measure(opts: Options, server: Server, run: BackendRun, workdir: Path) -> No
     )
     run.open_loop = latency_at_load(opts, server, pay, rate)
     log(describe(f"{run.backend}: open loop", run.open_loop))
+    if opts.overload:
+        time.sleep(1.0)
+        overload(opts, server, run, pay, run.payments.rate_per_s)
+
+
+def overload(opts: Options, server: Server, run: BackendRun, pay: RequestSpec, sat: float) -> None:
+    """Payments and lists at once beyond capacity: lists should be shed (503), payments not."""
+    lists = RequestSpec(
+        "lists",
+        server.info["api_url"].rstrip("/") + LIST_PATH,
+        "GET",
+        {"Authorization": pay.headers["Authorization"]},
+        None,
+        "list",
+    )
+    # Payments at the same rate as the latency phase above (the same-run baseline), lists on top.
+    pay_rate, list_rate = opts.load_fraction * sat, OVERLOAD_LIST_FACTOR * sat
+    log(
+        f"{run.backend}: overload, open loop payments {pay_rate:.1f}/s + lists "
+        f"{list_rate:.1f}/s for {opts.load_duration}s"
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pays = pool.submit(latency_at_load, opts, server, pay, pay_rate)
+        listed = pool.submit(latency_at_load, opts, server, lists, list_rate)
+        run.overload_payments, run.overload_lists = pays.result(), listed.result()
+    log(describe(f"{run.backend}: overload payments", run.overload_payments))
+    log(describe(f"{run.backend}: overload lists", run.overload_lists))
 
 
 def diagnose(run: BackendRun, opts: Options) -> None:
@@ -1087,7 +1135,7 @@ def run_backend(opts: Options, backend: str, workdir: Path) -> BackendRun:
             if backend == "postgresql":
                 db_url = stack.enter_context(pg_database(opts.pg_url))
             log(f"{backend}: starting server (data dir {data_dir}, log {root / 'server.log'})")
-            server = launch_server(data_dir, root / "server.log", db_url)
+            server = launch_server(data_dir, root / "server.log", db_url, opts.rate_limit_store)
             stack.callback(stop_server, server, backend)
             stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
             wait_run_json(server, data_dir)
@@ -1158,7 +1206,8 @@ def markdown(machine: dict[str, Any], opts: Options, runs: list[BackendRun]) -> 
         f"Measured {machine['date']} on {machine['nproc']} CPU ({machine['cpu_model']}), "
         f"Python {machine['python']}, git {machine['git']}; saturation: "
         f"{machine['saturation_generator']}, c={opts.concurrency}, {opts.duration}s per phase; "
-        f"latency at load: open loop, {opts.load_duration}s.",
+        f"latency at load: open loop, {opts.load_duration}s; edge on (rate limits in "
+        f"{opts.rate_limit_store}, shedding, filtering).",
         "",
         "| Backend | Phase | Generator | Rate (ok/s) | p50 ms | p95 ms | p99 ms | Errors "
         "| Server CPU ms/ok |",
@@ -1175,6 +1224,12 @@ def markdown(machine: dict[str, Any], opts: Options, runs: list[BackendRun]) -> 
                 f"(target {run.open_loop.target_rate_per_s:.1f}/s)"
             )
             phases.append((label, run.open_loop))
+        if run.overload_payments is not None and run.overload_lists is not None:
+            for label, r in (
+                ("overload: payments", run.overload_payments),
+                ("overload: lists (shed → 503)", run.overload_lists),
+            ):
+                phases.append((f"{label} (offered {r.target_rate_per_s:.0f}/s)", r))
         for label, r in phases:
             if r is None:
                 continue
@@ -1222,6 +1277,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep temp data dirs and server logs")
     p.add_argument("--py-client", choices=sorted(PY_CLIENTS), default="raw",
                    help="HTTP client of the Python generators (default: raw)")  # fmt: skip
+    p.add_argument("--rate-limit-store", choices=["memory", "redis"], default="memory",
+                   help="rate-limit store (redis: BASTIONPAY_BENCH_REDIS_URL)")  # fmt: skip
+    p.add_argument("--no-overload", action="store_true", help="skip the load-shedding phase")
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 3600 or not 1 <= args.concurrency <= 1024:
         p.error("--duration must be 1..3600 and --concurrency 1..1024")
@@ -1271,6 +1329,8 @@ def main(argv: list[str]) -> int:
         pg_url=args.pg_url,
         keep=args.keep,
         py_client=args.py_client,
+        rate_limit_store=args.rate_limit_store,
+        overload=not args.no_overload,
     )
     machine = machine_info(use_wrk, wrk_note, opts.py_client)
     log(f"machine: {machine['nproc']} CPU, Python {machine['python']}, {machine['platform']}")
@@ -1291,6 +1351,7 @@ def report(machine: dict[str, Any], opts: Options, runs: list[BackendRun]) -> in
         "machine": machine,
         "config": {
             "duration_s": opts.duration,
+            "rate_limit_store": opts.rate_limit_store,
             "load_duration_s": opts.load_duration,
             "warmup_s": opts.warmup,
             "concurrency": opts.concurrency,

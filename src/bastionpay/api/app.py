@@ -38,8 +38,10 @@ from bastionpay.kernel.errors import (
     InvalidRequestError,
     MethodNotAllowed,
     PermissionDenied,
+    RateLimited,
     RequestTimeout,
     RequestTooLarge,
+    ServiceUnavailable,
     UnrecognizedUrl,
 )
 from bastionpay.kernel.ids import new_id
@@ -188,6 +190,9 @@ def _dispatcher(
                 replayed=out.replayed,
                 idempotency_key=idem_key if ep.method == "POST" else None,
             )
+        except (RateLimited, ServiceUnavailable) as exc:
+            # Refusals under load stay cheap: the request line and the metrics record them.
+            return error_response(exc, request_id)
         except BastionPayError as exc:
             request_log.info(
                 "request_error",

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from bastionpay.crypto.keyfiles import write_private
 
 CA_LIFETIME = dt.timedelta(days=3650)
-LEAF_LIFETIME = dt.timedelta(days=397)  # CA/B Forum ceiling for server certificates
+LEAF_LIFETIME = dt.timedelta(days=200)  # CA/B Forum ceiling since March 2026 (ballot SC-081)
 
 
 @dataclass(frozen=True)
