@@ -18,7 +18,30 @@ def cli() -> None:
     """BastionPay: a self-hosted, security-first payment platform."""
 
 
-for command in (up, api, worker, merchants_group, keys_group, ledger_group, db_group, audit_group):
+@click.command(
+    "acquirer",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def acquirer(args: tuple[str, ...]) -> None:
+    """Run the simulated ISO 8583 acquirer host (`bastionpay acquirer --help`)."""
+    from bastionpay.acquirer.cli import main as acquirer_main  # noqa: PLC0415 - only when run
+
+    raise SystemExit(acquirer_main(list(args)))
+
+
+for command in (
+    up,
+    api,
+    worker,
+    acquirer,
+    merchants_group,
+    keys_group,
+    ledger_group,
+    db_group,
+    audit_group,
+):
     cli.add_command(command)
 
 
