@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-waf clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ test: lint typecheck
 	scripts/test.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
@@ -31,6 +31,10 @@ typecheck: $(STAMP)
 ## make bench: payments/s and latency vs a no-op baseline, SQLite and PostgreSQL
 bench: $(STAMP)
 	$(PY) bench/run.py --backend both
+
+## make bench-waf: payments/s and latency, api direct vs nginx vs nginx + ModSecurity + CRS
+bench-waf: $(STAMP)
+	$(PY) bench/waf.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1225,11 +1225,11 @@ def markdown(machine: dict[str, Any], opts: Options, runs: list[BackendRun]) -> 
             )
             phases.append((label, run.open_loop))
         if run.overload_payments is not None and run.overload_lists is not None:
-            for label, r in (
+            for name, shed in (
                 ("overload: payments", run.overload_payments),
                 ("overload: lists (shed → 503)", run.overload_lists),
             ):
-                phases.append((f"{label} (offered {r.target_rate_per_s:.0f}/s)", r))
+                phases.append((f"{name} (offered {shed.target_rate_per_s or 0:.0f}/s)", shed))
         for label, r in phases:
             if r is None:
                 continue
