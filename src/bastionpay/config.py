@@ -8,7 +8,7 @@ certificate, and the keys. Production sets `BASTIONPAY_DATABASE_URL`, `BASTIONPA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse as parse_limit
 from pydantic import Field, field_validator
@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     def _valid_limit(cls, value: str) -> str:
         parse_limit(value)
         return value
+
+    # --- Risk (issue 7; docs/risk.md) ---
+    # When scoring fails or overruns its budget: "closed" (P3: not processed) or "open".
+    risk_failure_policy: Literal["open", "closed"] = "closed"
+    # A safety bound, not a target: features take ~2-5 ms and a score ~1 ms on an idle machine.
+    risk_time_budget_ms: int = Field(default=250, ge=5, le=5_000)
+    risk_elevated_threshold: int = Field(default=65, ge=1, le=100)
+    risk_highest_threshold: int = Field(default=75, ge=1, le=100)
 
     def api_rate_limit(self, livemode: bool, writes: bool) -> str:
         if livemode:

@@ -18,6 +18,7 @@ from bastionpay.kernel.secrets import Secret
 from bastionpay.payments.context import PaymentContext, Pricing
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.payments.sandbox import SandboxConnector
+from bastionpay.risk.service import RiskEngine
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Runtime:
     audit_keys: AuditKeys
     metrics_token: Secret
     rate_limits: RateLimits
+    # Fraud scoring and rules in the payment path (issue 7); None only in tests that opt out.
+    risk: RiskEngine | None = None
 
     @property
     def pricing(self) -> Pricing:
@@ -40,7 +43,15 @@ class Runtime:
             availability_delay_seconds=self.settings.availability_delay_seconds,
         )
 
-    def payment_context(self, merchant_id: str, livemode: bool, now: int) -> PaymentContext:
+    def payment_context(
+        self,
+        merchant_id: str,
+        livemode: bool,
+        now: int,
+        *,
+        timezone: str | None = None,
+        risk_policy: str | None = None,
+    ) -> PaymentContext:
         return PaymentContext(
             merchant_id=merchant_id,
             livemode=livemode,
@@ -48,6 +59,9 @@ class Runtime:
             connector=self.connector,
             pricing=self.pricing,
             fingerprints=self.fingerprints,
+            risk=self.risk,
+            timezone=timezone,
+            risk_policy=risk_policy,
         )
 
 

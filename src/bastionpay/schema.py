@@ -9,6 +9,7 @@ from bastionpay.idempotency import models as idempotency_models
 from bastionpay.ledger import models as ledger_models
 from bastionpay.merchants import models as merchants_models
 from bastionpay.payments import models as payments_models
+from bastionpay.risk import models as risk_models
 
 metadata = Base.metadata
 MODEL_MODULES = (
@@ -18,4 +19,5 @@ MODEL_MODULES = (
     ledger_models,
     merchants_models,
     payments_models,
+    risk_models,
 )

@@ -48,6 +48,7 @@ from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import views as ledger_views
 from bastionpay.observability.logging import bind_request, get_logger
 from bastionpay.observability.metrics import METRICS, token_matches
+from bastionpay.payments import review_views
 from bastionpay.payments import views as payment_views
 from bastionpay.runtime import Runtime
 
@@ -58,6 +59,7 @@ _ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 ENDPOINTS: list[Endpoint] = [
     *audit_views.ENDPOINTS,
     *payment_views.ENDPOINTS,
+    *review_views.ENDPOINTS,
     *customer_views.ENDPOINTS,
     *ledger_views.ENDPOINTS,
 ]

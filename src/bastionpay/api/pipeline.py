@@ -258,7 +258,13 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
             return Outgoing(status=begun.status, body=begun.body, replayed=True)
         reservation = begun
 
-    ctx = runtime.payment_context(caller.merchant_id, caller.livemode, now)
+    ctx = runtime.payment_context(
+        caller.merchant_id,
+        caller.livemode,
+        now,
+        timezone=caller.timezone,
+        risk_policy=caller.risk_failure_policy,
+    )
     try:
         with unit_of_work(db, write=endpoint.writes) as session:
             call = Call(

@@ -257,6 +257,7 @@ def payment_intent(p: PaymentIntent, ex: Expander) -> Obj:
         "canceled_at": p.canceled_at,
         "client_secret": f"{p.id}_secret_{p.client_secret_suffix}",
         "next_action": None,
+        "review": p.review_id,
         "setup_future_usage": None,
         "on_behalf_of": None,
         "transfer_data": None,

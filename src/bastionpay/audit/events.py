@@ -33,6 +33,7 @@ Action = Literal[
     "merchant.api_key.revoke",
     "merchant.api_key.restrict_ips",
     "merchant.account.rate_limits",
+    "merchant.account.risk_settings",
     "identity.authentication.fail",
     "payments.payment_intent.create",
     "payments.payment_intent.confirm",
@@ -43,6 +44,12 @@ Action = Literal[
     "audit.log.export",
     "audit.log.verify",
     "audit.checkpoint.create",
+    "risk.review.approve",
+    "risk.review.reject",
+    "risk.rule.create",
+    "risk.rule.update",
+    "risk.rule.delete",
+    "risk.list.update",
 ]
 ACTIONS: Final = frozenset(Action.__args__)  # type: ignore[attr-defined]
 _STAGED = cast(Table, AuditStaged.__table__)

@@ -10,6 +10,7 @@ from bastionpay import __version__
 from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_group
 from bastionpay.cli.audit import audit_group
 from bastionpay.cli.processes import api, up, worker
+from bastionpay.cli.risk_admin import merchants_risk, reviews_group
 
 
 @click.group()
@@ -41,8 +42,10 @@ for command in (
     ledger_group,
     db_group,
     audit_group,
+    reviews_group,
 ):
     cli.add_command(command)
+merchants_group.add_command(merchants_risk)
 
 
 def main() -> None:

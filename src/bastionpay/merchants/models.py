@@ -18,6 +18,10 @@ class Merchant(Base):
     # Rate-limit overrides in `limits` notation ("500/second"); NULL: the platform default (T4).
     rate_limit_read: Mapped[str | None] = mapped_column(String(32), nullable=True)
     rate_limit_write: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Risk (issue 7): the zone for night-time features (IANA name; NULL: UTC) and what happens
+    # when scoring fails or overruns its budget ("open" or "closed"; NULL: the platform default).
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    risk_failure_policy: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class ApiKey(Base):

@@ -15,6 +15,9 @@ CUSTOMERS_READ: Final = "customers:read"
 CUSTOMERS_WRITE: Final = "customers:write"
 BALANCE_READ: Final = "balance:read"
 AUDIT_READ: Final = "audit:read"
+RISK_READ: Final = "risk:read"  # reviews, rules, lists (issue 7)
+RISK_REVIEW: Final = "risk:review"  # approve and reject reviews
+RISK_WRITE: Final = "risk:write"  # rules and lists
 
 ALL_PERMISSIONS: Final = frozenset(
     {
@@ -25,5 +28,8 @@ ALL_PERMISSIONS: Final = frozenset(
         CUSTOMERS_WRITE,
         BALANCE_READ,
         AUDIT_READ,
+        RISK_READ,
+        RISK_REVIEW,
+        RISK_WRITE,
     }
 )

@@ -7,6 +7,7 @@ so verifying a key is one indexed read and never compares plaintext.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -45,15 +46,20 @@ class Caller:
     allowed_ips: tuple[str, ...] | None = None
     rate_limit_read: str | None = None
     rate_limit_write: str | None = None
+    # The merchant's risk settings (issue 7).
+    timezone: str | None = None
+    risk_failure_policy: str | None = None
 
 
 @dataclass(frozen=True)
 class Authenticated:
-    """A valid key and its merchant's rate-limit overrides, read in one query."""
+    """A valid key and its merchant's settings the pipeline needs, read in one query."""
 
     record: ApiKey
     rate_limit_read: str | None
     rate_limit_write: str | None
+    timezone: str | None = None
+    risk_failure_policy: str | None = None
 
 
 def _redact(plaintext: str) -> str:
@@ -138,7 +144,13 @@ def authenticate(session: Session, hasher: KeyedHasher, presented: str | None) -
             "(e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
         )
     row = session.execute(
-        select(ApiKey, Merchant.rate_limit_read, Merchant.rate_limit_write)
+        select(
+            ApiKey,
+            Merchant.rate_limit_read,
+            Merchant.rate_limit_write,
+            Merchant.timezone,
+            Merchant.risk_failure_policy,
+        )
         .join(Merchant, Merchant.id == ApiKey.merchant_id)
         .where(ApiKey.key_hash == hasher.hexdigest(presented))
     ).first()
@@ -148,7 +160,13 @@ def authenticate(session: Session, hasher: KeyedHasher, presented: str | None) -
         raise AuthenticationError(
             f"Invalid API Key provided: {_mask_presented(presented)}", code="api_key_invalid"
         )
-    return Authenticated(record=record, rate_limit_read=row[1], rate_limit_write=row[2])
+    return Authenticated(
+        record=record,
+        rate_limit_read=row[1],
+        rate_limit_write=row[2],
+        timezone=row[3],
+        risk_failure_policy=row[4],
+    )
 
 
 def caller_for(found: Authenticated) -> Caller:
@@ -168,6 +186,8 @@ def caller_for(found: Authenticated) -> Caller:
         allowed_ips=tuple(record.allowed_ips) if record.allowed_ips else None,
         rate_limit_read=found.rate_limit_read,
         rate_limit_write=found.rate_limit_write,
+        timezone=found.timezone,
+        risk_failure_policy=found.risk_failure_policy,
     )
 
 
@@ -182,6 +202,37 @@ def set_allowed_ips(session: Session, key_id: str, cidrs: list[str] | None) -> A
         raise InvalidRequestError(str(exc), param="allowed_ips") from None
     record.allowed_ips = [str(n) for n in networks] or None
     return record
+
+
+def set_risk_settings(
+    session: Session,
+    merchant_id: str,
+    *,
+    policy: str | None = None,
+    timezone: str | None = None,
+) -> Merchant:
+    """The merchant's risk failure policy ("open"/"closed") and time zone (issue 7)."""
+    merchant = session.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
+    if merchant is None:
+        raise ResourceMissing("account", merchant_id, param="merchant")
+    if policy is not None:
+        if policy not in ("open", "closed"):
+            raise InvalidRequestError("The policy must be open or closed.", param="policy")
+        merchant.risk_failure_policy = policy
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidRequestError(
+                f"Unknown time zone {timezone[:64]!r}: use an IANA name like Europe/Paris.",
+                param="timezone",
+            ) from None
+        merchant.timezone = timezone
+    return merchant
+
+
+def set_risk_policy(session: Session, merchant_id: str, policy: str) -> Merchant:
+    return set_risk_settings(session, merchant_id, policy=policy)
 
 
 def set_rate_limits(

@@ -85,6 +85,31 @@ class Metrics:
             "API requests admitted and not yet answered",
             registry=r,
         )
+        # Risk (issue 7, item 7).
+        self.risk_decisions = Counter(
+            "bastionpay_risk_decisions", "Risk decisions", ["action", "rule"], registry=r
+        )
+        self.risk_scores = Histogram(
+            "bastionpay_risk_score",
+            "Risk scores (0-100)",
+            buckets=(10, 20, 30, 40, 50, 65, 75, 90, 100),
+            registry=r,
+        )
+        self.risk_latency = Histogram(
+            "bastionpay_risk_assessment_seconds",
+            "Time to assess a payment (features, score, rules)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.risk_failures = Counter(
+            "bastionpay_risk_failures",
+            "Risk assessments that failed or overran their budget",
+            ["reason", "policy"],
+            registry=r,
+        )
+        self.risk_model = Gauge(
+            "bastionpay_risk_model_info", "The active risk model (value 1)", ["version"], registry=r
+        )
         self.checkpoint_age = Gauge(
             "bastionpay_audit_checkpoint_age_seconds",
             "Seconds since the newest signed audit checkpoint (-1: none yet)",

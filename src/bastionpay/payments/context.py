@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.payments.journal import ProcessorJournal
+from bastionpay.risk.service import RiskEngine
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,7 @@ class PaymentContext:
     fingerprints: KeyedHasher
     # Processor operations of this unit of work, undone if it does not commit.
     journal: ProcessorJournal = field(default_factory=ProcessorJournal)
+    # Risk (issue 7): the engine, and the merchant's zone and failure policy.
+    risk: RiskEngine | None = None
+    timezone: str | None = None
+    risk_policy: str | None = None

@@ -20,11 +20,12 @@ from bastionpay.kernel.errors import InvalidRequestError, ProcessorError, Resour
 from bastionpay.kernel.ids import new_id, random_base62
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import BalanceTransaction
-from bastionpay.payments import methods
+from bastionpay.payments import methods, reviews, screening
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.interfaces import AuthorizationRequest, Decline
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod
+from bastionpay.risk.service import RiskEngine
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
@@ -313,6 +314,7 @@ def confirm(
     payment_method: str | None = None,
     *,
     method: PaymentMethod | None = None,
+    risk_inputs: screening.RiskInputs | None = None,
 ) -> ConfirmOutcome:
     intent = _locked(session, ctx, intent_id)
     if intent.status not in CONFIRMABLE:
@@ -355,6 +357,15 @@ def confirm(
         outcome={},
     )
     session.add(charge)
+    # Risk first (issue 7): a blocked payment never reaches the network.
+    assessment = screening.screen(session, ctx, intent, charge, method, risk_inputs)
+    risk = assessment.charge_outcome() if assessment is not None else {"risk_level": "normal"}
+    intent.latest_charge_id = charge.id
+    if assessment is not None and assessment.action == "block":
+        RiskEngine.settle(assessment, "blocked")
+        return _declined(
+            intent, charge, method, screening.FRAUDULENT, screening.blocked_outcome(assessment)
+        )
     # Fail closed (P3): an exception from the processor propagates and the unit of work rolls
     # everything back; no charge or posting survives a failed authorization call.
     result = ctx.connector.authorize(
@@ -367,7 +378,6 @@ def confirm(
             currency=intent.currency,
         )
     )
-    intent.latest_charge_id = charge.id
     if result.approved and result.reference is not None:
         reference = result.reference
         ctx.journal.record(
@@ -378,30 +388,27 @@ def confirm(
         decline = result.decline or Decline(
             "card_declined", "generic_decline", "Your card was declined."
         )
-        charge.status = "failed"
-        charge.failure_code = decline.code
-        charge.failure_message = decline.message
-        charge.outcome = {
+        if assessment is not None:
+            RiskEngine.settle(assessment, "declined")
+        outcome = {
             "type": "issuer_declined",
             "network_status": decline.network_status,
             "reason": decline.decline_code,
-            "risk_level": "normal",
             "seller_message": "The bank did not return any further details with this decline.",
+            **risk,
         }
-        intent.status = "requires_payment_method"
-        intent.last_payment_error = _last_payment_error(decline, charge, method)
-        intent.payment_method_id = None
-        return ConfirmOutcome(intent=intent, decline=decline, charge=charge)
+        return _declined(intent, charge, method, decline, outcome)
 
     charge.status = "succeeded"
     charge.processor_reference = result.reference
     charge.authorization_code = result.authorization_code
+    held = assessment is not None and assessment.action in ("review", "request_3ds")
     charge.outcome = {
-        "type": "authorized",
+        "type": "manual_review" if held else "authorized",
         "network_status": "approved_by_network",
         "reason": None,
-        "risk_level": "normal",
-        "seller_message": "Payment complete.",
+        "seller_message": "Payment held for review." if held else "Payment complete.",
+        **risk,
     }
     intent.last_payment_error = None
     authorization = ledger.Posting(
@@ -409,7 +416,11 @@ def confirm(
         source_id=charge.id,
         lines=ledger.authorization_lines(intent.amount),
     )
-    if intent.capture_method == "manual":
+    if assessment is not None:
+        RiskEngine.settle(assessment, "review" if held else "authorized")
+        if held:
+            screening.open_review(session, ctx, intent, charge, assessment)
+    if intent.capture_method == "manual" or held:
         ledger.post_many(
             session,
             merchant_id=ctx.merchant_id,
@@ -425,6 +436,23 @@ def confirm(
         # Authorization and capture stay two ledger transactions, written together.
         _book_capture(session, ctx, intent, charge, intent.amount, preceding=(authorization,))
     return ConfirmOutcome(intent=intent, charge=charge)
+
+
+def _declined(
+    intent: PaymentIntent,
+    charge: Charge,
+    method: PaymentMethod,
+    decline: Decline,
+    outcome: dict[str, Any],
+) -> ConfirmOutcome:
+    charge.status = "failed"
+    charge.failure_code = decline.code
+    charge.failure_message = decline.message
+    charge.outcome = outcome
+    intent.status = "requires_payment_method"
+    intent.last_payment_error = _last_payment_error(decline, charge, method)
+    intent.payment_method_id = None
+    return ConfirmOutcome(intent=intent, decline=decline, charge=charge)
 
 
 def _capture_with_processor(ctx: PaymentContext, charge: Charge, amount: int) -> None:
@@ -445,10 +473,19 @@ def capture(
     ctx: PaymentContext,
     intent_id: str | PaymentIntent,
     amount_to_capture: int | None,
+    *,
+    reviewed: bool = False,
 ) -> PaymentIntent:
     intent = _locked(session, ctx, intent_id)
     if intent.status != "requires_capture":
         raise _unexpected_state(intent, "capture")
+    if intent.review_id is not None and not reviewed:
+        # Held by risk (issue 7): only the review's approval releases the money.
+        raise InvalidRequestError(
+            f"This PaymentIntent is held for review ({intent.review_id}); approve the review "
+            "before capturing it.",
+            code="payment_intent_unexpected_state",
+        )
     amount = intent.amount_capturable if amount_to_capture is None else amount_to_capture
     if amount < 1:
         raise InvalidRequestError(
@@ -515,4 +552,8 @@ def cancel(
     intent.amount_capturable = 0
     intent.cancellation_reason = reason
     intent.canceled_at = ctx.now
+    if intent.review_id is not None:
+        reviews.close(session, ctx, intent, "canceled")
+    if reason == "fraudulent":
+        reviews.label(session, ctx, intent.id, "fraud", "cancel")
     return intent

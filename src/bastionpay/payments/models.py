@@ -53,6 +53,7 @@ class PaymentIntent(MerchantOwned, Base):
     cancellation_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     canceled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     client_secret_suffix: Mapped[str] = mapped_column(String(64))
+    review_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # an open review
 
 
 class Charge(MerchantOwned, Base):

@@ -11,6 +11,7 @@ from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import BalanceTransaction
+from bastionpay.payments import reviews
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, Refund
@@ -124,6 +125,9 @@ def create(
         raise ProcessorError(outcome.failure_message or "The processor refused the refund.")
     # A refund cannot be taken back: if this unit of work fails, reconcile by hand.
     ctx.journal.record(f"refund {refund.id} of {refund_amount} on {charge.id}", None)
+    if reason == "fraudulent":
+        # The merchant says it was fraud: a label for retraining (issue 7, item 6).
+        reviews.label(session, ctx, charge.payment_intent_id, "fraud", "refund")
     txn = ledger.post(
         session,
         merchant_id=ctx.merchant_id,

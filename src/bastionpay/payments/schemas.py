@@ -13,6 +13,17 @@ CancellationReason = Literal["duplicate", "fraudulent", "requested_by_customer",
 RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 
 
+class RadarOptions(Params):
+    """Stripe's `radar_options` (`session`), extended with the signals a server-side integration
+    knows and Stripe.js would otherwise collect: the buyer's IP address and its country, and the
+    merchant's device id (issue 7, item 1; docs/stripe-compatibility.md)."""
+
+    session: FormStr | None = Field(default=None, max_length=200)
+    ip_address: FormStr | None = Field(default=None, max_length=45)
+    ip_country: FormStr | None = Field(default=None, min_length=2, max_length=2)
+    device_id: FormStr | None = Field(default=None, max_length=128)
+
+
 class CreatePaymentIntent(Params):
     amount: FormInt
     currency: FormStr
@@ -25,6 +36,7 @@ class CreatePaymentIntent(Params):
     receipt_email: FormStr | None = Field(default=None, max_length=512)
     statement_descriptor: FormStr | None = Field(default=None, max_length=22)
     metadata: Metadata | None = None
+    radar_options: RadarOptions | None = None
 
 
 class UpdatePaymentIntent(Params):
@@ -44,6 +56,7 @@ class ConfirmPaymentIntent(Params):
     payment_method: FormStr | None = None
     capture_method: CaptureMethod | None = None
     receipt_email: FormStr | None = Field(default=None, max_length=512)
+    radar_options: RadarOptions | None = None
 
 
 class CapturePaymentIntent(Params):

@@ -20,6 +20,8 @@ class TestCard:
     funding: str
     country: str
     decline: Decline | None = None
+    # Radar's test cards force a risk evaluation: "block", "highest" or "elevated".
+    risk: str | None = None
 
 
 def _declined(code: str, decline_code: str, message: str) -> Decline:
@@ -79,6 +81,10 @@ TEST_CARDS: Final[dict[str, TestCard]] = {
             "An error occurred while processing your card. Try again in a little bit.",
         ),
     ),
+    # Fraud (Radar-like) test cards (shared/reference).
+    "pm_card_radarBlock": TestCard("visa", "0019", "credit", "US", risk="block"),
+    "pm_card_riskLevelHighest": TestCard("visa", "4954", "credit", "US", risk="highest"),
+    "pm_card_riskLevelElevated": TestCard("visa", "9235", "credit", "US", risk="elevated"),
     "pm_card_chargeDeclinedVelocityLimitExceeded": TestCard(
         "visa",
         "6975",

@@ -12,7 +12,7 @@ from bastionpay.customers.models import Customer
 from bastionpay.edge.shedding import Priority
 from bastionpay.kernel.errors import CardError, InvalidRequestError
 from bastionpay.merchants import permissions as perm
-from bastionpay.payments import intents, methods, refunds
+from bastionpay.payments import intents, methods, refunds, screening
 from bastionpay.payments import schemas as s
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod, Refund
@@ -60,6 +60,14 @@ def _intent_result(call: Call, outcome: intents.ConfirmOutcome) -> Result:
     return Result(error.to_wire(), status=error.http_status)
 
 
+def _risk_inputs(options: s.RadarOptions | None) -> screening.RiskInputs | None:
+    if options is None:
+        return None
+    return screening.RiskInputs(
+        ip_address=options.ip_address, ip_country=options.ip_country, device_id=options.device_id
+    )
+
+
 def _fields(
     p: s.CreatePaymentIntent | s.UpdatePaymentIntent, metadata: dict[str, Any] | None
 ) -> intents.IntentFields:
@@ -83,7 +91,9 @@ def create_intent(call: Call) -> Result:
     _expander(call, PI_EXPANDABLE)  # refuse bad expand paths before any effect
     intent, method = intents.create(call.session, call.ctx, _fields(p, metadata))
     if p.confirm:
-        outcome = intents.confirm(call.session, call.ctx, intent, method=method)
+        outcome = intents.confirm(
+            call.session, call.ctx, intent, method=method, risk_inputs=_risk_inputs(p.radar_options)
+        )
         return _intent_result(call, outcome)
     return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
 
@@ -109,7 +119,14 @@ def confirm_intent(call: Call) -> Result:
         intent.capture_method = p.capture_method
     if p.receipt_email is not None:
         intent.receipt_email = p.receipt_email
-    return _intent_result(call, intents.confirm(call.session, call.ctx, intent, p.payment_method))
+    outcome = intents.confirm(
+        call.session,
+        call.ctx,
+        intent,
+        p.payment_method,
+        risk_inputs=_risk_inputs(p.radar_options),
+    )
+    return _intent_result(call, outcome)
 
 
 def capture_intent(call: Call) -> Result:

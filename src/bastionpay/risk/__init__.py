@@ -1,0 +1,1 @@
+"""Fraud detection and risk (issue 7): features, rules, model, decisions, reviews."""
