@@ -50,6 +50,7 @@ from bastionpay.observability.logging import bind_request, get_logger
 from bastionpay.observability.metrics import METRICS, token_matches
 from bastionpay.payments import review_views
 from bastionpay.payments import views as payment_views
+from bastionpay.risk import views as risk_views
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.api")
@@ -60,6 +61,7 @@ ENDPOINTS: list[Endpoint] = [
     *audit_views.ENDPOINTS,
     *payment_views.ENDPOINTS,
     *review_views.ENDPOINTS,
+    *risk_views.ENDPOINTS,
     *customer_views.ENDPOINTS,
     *ledger_views.ENDPOINTS,
 ]
