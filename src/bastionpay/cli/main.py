@@ -11,6 +11,7 @@ from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_g
 from bastionpay.cli.audit import audit_group
 from bastionpay.cli.processes import api, up, worker
 from bastionpay.cli.risk_admin import merchants_risk, reviews_group
+from bastionpay.vault.cli import vault_group
 
 
 @click.group()
@@ -43,6 +44,7 @@ for command in (
     db_group,
     audit_group,
     reviews_group,
+    vault_group,
 ):
     cli.add_command(command)
 merchants_group.add_command(merchants_risk)

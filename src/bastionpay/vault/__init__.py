@@ -1,7 +1,12 @@
 """The cardholder data environment (CDE): the only part of BastionPay that ever sees a card number.
 
-This package holds the vault's core as a library — card validation (`cards`), the data-key
-hierarchy over pluggable storage (`interfaces`, `keyring`, `memory`) and card fingerprints
-(`fingerprint`). It imports only `kernel` and `crypto` (ARCHITECTURE: checked boundaries); nothing
-outside the vault imports it except through the vault's client module.
+The core library — card validation (`cards`), the data-key hierarchy over pluggable storage
+(`interfaces`, `keyring`, `memory`) and card fingerprints (`fingerprint`) — and the vault process
+built on it: its database (`models`, `migrations`, `store`), tokenization and payments (`tokens`,
+`payments`, `keys`), its audit log (`auditlog`), the two listeners (`internal` over mutual TLS,
+`public` hosted fields) and `bastionpay vault` (`cli`, `server`). See docs/vault.md.
+
+It imports only kernel, crypto, db, edge, audit, observability and the acquirer's client side
+(ARCHITECTURE: checked boundaries); nothing outside the vault imports it — the api talks to it over
+HTTPS with a client certificate.
 """
