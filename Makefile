@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-waf clean
+.PHONY: run test lint typecheck unit bench bench-waf bench-risk clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 ## make bench-waf: payments/s and latency, api direct vs nginx vs nginx + ModSecurity + CRS
 bench-waf: $(STAMP)
 	$(PY) bench/waf.py
+
+## make bench-risk: the fraud model on the ULB credit-card data (downloads a 76 MB wheel once into ~/.cache/bastionpay) and the cost of one score
+bench-risk: $(STAMP)
+	$(PY) bench/risk.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -30,6 +30,9 @@ PG_ADMIN_URL = os.environ.get(
     "BASTIONPAY_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("BASTIONPAY_REQUIRE_SERVICES") == "1"
+# Settings built in this process (CLI tests, TLS servers) skip risk scoring unless a test asks:
+# it needs a trained model. The e2e platform turns it back on (tests/e2e/conftest.py).
+os.environ.setdefault("BASTIONPAY_RISK_ENABLED", "0")
 
 
 def _pg_admin() -> Any:
@@ -107,6 +110,8 @@ def make_runtime(
     # (tests/functional/test_edge_*.py) set the limits they exercise.
     for name in ("rate_limit_test_read", "rate_limit_test_write"):
         settings.setdefault(name, "100000/second")
+    # Risk scoring needs a trained model; the risk tests bring their own engine (test_risk_*).
+    settings.setdefault("risk_enabled", False)
     config = Settings(data_dir=data_dir, database_url=url, **settings)
     return build_runtime(config, clock=clock, connector=connector, db=Database(url))
 

@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     keepalive_timeout_seconds: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=1024, ge=16)
 
+    # --- The card vault (issue 4; docs/vault.md) ---
+    # The vault's internal (mutual TLS) URL, e.g. https://127.0.0.1:8444. Unset: payments go to the
+    # in-process sandbox connector (the api's own unit and functional tests); `bastionpay up` sets
+    # it for the api it starts. The api presents `vault_client_cert_file`/`_key_file` and trusts
+    # only `vault_ca_file` (the platform CA) on that connection (T2). Unset paths: the dev PKI.
+    vault_url: str | None = None
+    vault_ca_file: Path | None = None
+    vault_client_cert_file: Path | None = None
+    vault_client_key_file: Path | None = None
+    vault_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Above the vault's own worst case for an authorization (acquirer timeout + reversals).
+    vault_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+
     @field_validator("allowed_hosts", "trusted_proxies", "operator_allowed_cidrs", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -117,6 +130,8 @@ class Settings(BaseSettings):
         return value
 
     # --- Risk (issue 7; docs/risk.md) ---
+    # Score and screen every confirmation (the api's own tests switch it off to stay fast).
+    risk_enabled: bool = True
     # When scoring fails or overruns its budget: "closed" (P3: not processed) or "open".
     risk_failure_policy: Literal["open", "closed"] = "closed"
     # A safety bound, not a target: features take ~2-5 ms and a score ~1 ms on an idle machine.
@@ -140,6 +155,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.resolved_data_dir() / "keys"
+
+    @property
+    def risk_models_dir(self) -> Path:
+        return self.resolved_data_dir() / "risk" / "models"
 
     @property
     def tls_dir(self) -> Path:

@@ -6,6 +6,7 @@ Tests build one with a FrozenClock or a different connector; nothing reaches for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bastionpay.audit.keys import AuditKeys, load_audit_keys
 from bastionpay.config import Settings
@@ -18,7 +19,10 @@ from bastionpay.kernel.secrets import Secret
 from bastionpay.payments.context import PaymentContext, Pricing
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.payments.sandbox import SandboxConnector
-from bastionpay.risk.service import RiskEngine
+from bastionpay.payments.vault_connector import VaultClient, VaultConnector
+from bastionpay.risk.platform import load_scorer
+from bastionpay.risk.rule_store import MerchantRules
+from bastionpay.risk.service import RiskEngine, Thresholds
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,43 @@ def build_runtime(
         fingerprints=KeyedHasher(
             load_or_create_key(keys / "fingerprint-hmac.key"), purpose="card-fingerprint"
         ),
-        connector=connector or SandboxConnector(),
+        connector=connector or default_connector(settings),
         audit_keys=load_audit_keys(keys),
         metrics_token=Secret(load_or_create_key(keys / "metrics-token.key").hex()),
         rate_limits=RateLimits(
             settings.redis_url, redis_retry_seconds=settings.rate_limit_redis_retry_seconds
         ),
+        risk=risk_engine(settings) if settings.risk_enabled else None,
+    )
+
+
+def risk_engine(settings: Settings, models_dir: Path | None = None) -> RiskEngine:
+    """The payment path's risk step: the active model, each merchant's rules, the policy."""
+    return RiskEngine(
+        load_scorer(models_dir or settings.risk_models_dir),
+        MerchantRules(),
+        thresholds=Thresholds(settings.risk_elevated_threshold, settings.risk_highest_threshold),
+        budget_ms=settings.risk_time_budget_ms,
+        default_policy=settings.risk_failure_policy,
+    )
+
+
+def default_connector(settings: Settings) -> ProcessorConnector:
+    """The card vault when `vault_url` is set (api → vault over mTLS → acquirer), else the sandbox.
+
+    Unset certificate paths default to the development PKI under the data dir (`tls/ca.pem`,
+    `tls/api-client.pem`/`.key`, created by the vault's first run).
+    """
+    if not settings.vault_url:
+        return SandboxConnector()
+    tls = settings.tls_dir
+    return VaultConnector(
+        VaultClient(
+            settings.vault_url,
+            ca_file=settings.vault_ca_file or tls / "ca.pem",
+            cert_file=settings.vault_client_cert_file or tls / "api-client.pem",
+            key_file=settings.vault_client_key_file or tls / "api-client.key",
+            connect_timeout=settings.vault_connect_timeout_seconds,
+            timeout=settings.vault_timeout_seconds,
+        )
     )

@@ -132,6 +132,8 @@ def _platform_env(database_url: str | None) -> dict[str, str]:
     # never retries; the edge's own tests exercise the limits (tests/functional/test_edge_*.py).
     env["BASTIONPAY_RATE_LIMIT_TEST_READ"] = "2000/second"
     env["BASTIONPAY_RATE_LIMIT_TEST_WRITE"] = "2000/second"
+    # The real payment path: every confirmation is scored by the simulator-trained model.
+    env["BASTIONPAY_RISK_ENABLED"] = "1"
     return env
 
 

@@ -155,6 +155,8 @@ def keys_create(
                 merchants.set_allowed_ips(session, issued.record.id, list(allow_ips))
             key_id = issued.record.id
             audit.record(session, bootstrap.key_event("merchant.api_key.create", issued.record))
+            # With a card vault configured, its hosted fields must accept the key (issue 4).
+            bootstrap.register_publishable_key(runtime, issued.record, issued.plaintext)
     except BastionPayError as exc:
         raise click.ClickException(exc.message) from None
     emit_json(
@@ -222,6 +224,7 @@ def keys_revoke(key_id: str, data_dir: Path | None) -> None:
         with unit_of_work(runtime.db, write=True) as session:
             record = merchants.revoke_key(session, key_id, runtime.clock.now())
             audit.record(session, bootstrap.key_event("merchant.api_key.revoke", record))
+            bootstrap.revoke_publishable_key(runtime, record)
             click.echo(f"revoked {record.id} ({record.redacted})")
     except BastionPayError as exc:
         raise click.ClickException(exc.message) from None

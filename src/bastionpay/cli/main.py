@@ -11,6 +11,7 @@ from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_g
 from bastionpay.cli.audit import audit_group
 from bastionpay.cli.processes import api, up, worker
 from bastionpay.cli.risk_admin import merchants_risk, reviews_group
+from bastionpay.risk.model.cli import risk_group
 from bastionpay.vault.cli import vault_group
 
 
@@ -44,6 +45,7 @@ for command in (
     db_group,
     audit_group,
     reviews_group,
+    risk_group,
     vault_group,
 ):
     cli.add_command(command)

@@ -1,9 +1,17 @@
-"""PaymentMethods: Stripe's test PaymentMethods, attach and detach."""
+"""PaymentMethods: Stripe's test PaymentMethods, cards from the vault, attach and detach.
+
+With a card vault configured (`Settings.vault_url`) every card PaymentMethod is a vault record and
+the api keeps only its token and metadata (issue 4, item 4): a test PaymentMethod (`pm_card_visa`)
+asks the vault to create the card from Stripe's public test number, and a `pm_…` the api has never
+seen (made by the vault's hosted fields) is looked up in the vault, for this merchant, and recorded
+on first use. Without a vault the in-process sandbox tokens remain (the api's own tests).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bastionpay.customers.models import Customer
@@ -13,6 +21,7 @@ from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import PaymentMethod
 from bastionpay.payments.test_cards import SANDBOX_TOKEN_PREFIX, TEST_CARDS
+from bastionpay.payments.vault_connector import VaultCard, card_vault, vault_token
 
 
 def _test_card_expiry(now: int) -> tuple[int, int]:
@@ -38,6 +47,12 @@ def resolve(
                 code="resource_missing",
                 param=param,
             )
+        vault = card_vault(ctx.connector)
+        if vault is not None:
+            minted = vault.create_test_card(ctx.merchant_id, payment_method_id)
+            method = _from_vault(ctx, minted, vault_token(minted.id, payment_method_id))
+            session.add(method)
+            return method
         exp_month, exp_year = _test_card_expiry(ctx.now)
         method = PaymentMethod(
             id=new_id("pm"),
@@ -70,19 +85,80 @@ def resolve(
             param=param,
         )
     except ResourceMissing:
+        found = _import_from_vault(session, ctx, payment_method_id)
+        if found is not None:
+            return found
         raise ResourceMissing("PaymentMethod", payment_method_id, param=param) from None
 
 
-def _locked(session: Session, ctx: PaymentContext, payment_method_id: str) -> PaymentMethod:
-    return get_owned(
-        session,
-        PaymentMethod,
-        "PaymentMethod",
-        payment_method_id,
+def _from_vault(ctx: PaymentContext, card: VaultCard, token: str) -> PaymentMethod:
+    """The api's record of a vault card: the token plus what may be shown, never the number."""
+    return PaymentMethod(
+        id=card.id,  # the vault's id is the PaymentMethod's id (docs/vault.md)
         merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        for_update=True,
+        livemode=card.livemode,
+        created=ctx.now,
+        type="card",
+        card_brand=card.brand,
+        card_last4=card.last4,
+        card_exp_month=card.exp_month,
+        card_exp_year=card.exp_year,
+        card_funding=card.funding,
+        card_country=card.country,
+        fingerprint=card.fingerprint,  # the vault's keyed per-merchant fingerprint (C3)
+        processor_token=token,
+        billing_details={},
+        metadata_={},
     )
+
+
+def _import_from_vault(
+    session: Session, ctx: PaymentContext, payment_method_id: str
+) -> PaymentMethod | None:
+    """A `pm_…` made by the vault's hosted fields, recorded on first use (None: not the vault's).
+
+    The vault answers only for this merchant's cards (another merchant's id is a 404 there too),
+    and a card of the other mode is not found, as for any object.
+    """
+    vault = card_vault(ctx.connector)
+    if vault is None:
+        return None
+    card = vault.payment_method(ctx.merchant_id, payment_method_id)
+    if card is None or card.livemode != ctx.livemode:
+        return None
+    method = _from_vault(ctx, card, vault_token(card.id))
+    try:
+        # A savepoint: two first uses at once — one inserts, the other reads what it inserted.
+        with session.begin_nested():
+            session.add(method)
+    except IntegrityError:
+        return get_owned(
+            session,
+            PaymentMethod,
+            "PaymentMethod",
+            payment_method_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+        )
+    return method
+
+
+def _locked(session: Session, ctx: PaymentContext, payment_method_id: str) -> PaymentMethod:
+    try:
+        return get_owned(
+            session,
+            PaymentMethod,
+            "PaymentMethod",
+            payment_method_id,
+            merchant_id=ctx.merchant_id,
+            livemode=ctx.livemode,
+            for_update=True,
+        )
+    except ResourceMissing:
+        found = _import_from_vault(session, ctx, payment_method_id)
+        if found is None:
+            raise
+        return found
 
 
 def attach(

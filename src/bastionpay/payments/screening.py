@@ -25,7 +25,7 @@ from bastionpay.kernel.ids import new_id
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.interfaces import Decline
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod
-from bastionpay.payments.test_cards import SANDBOX_TOKEN_PREFIX, TEST_CARDS
+from bastionpay.payments.test_cards import TEST_CARDS, minted_from
 from bastionpay.risk.features import PaymentSignals
 from bastionpay.risk.models import Review
 from bastionpay.risk.service import Assessment, TestRisk
@@ -46,9 +46,8 @@ class RiskInputs:
 
 
 def _test_risk(ctx: PaymentContext, method: PaymentMethod) -> TestRisk | None:
-    if ctx.livemode or not method.processor_token.startswith(SANDBOX_TOKEN_PREFIX):
-        return None
-    card = TEST_CARDS.get(method.processor_token.removeprefix(SANDBOX_TOKEN_PREFIX))
+    name = None if ctx.livemode else minted_from(method.processor_token)
+    card = TEST_CARDS.get(name) if name is not None else None
     return cast("TestRisk | None", card.risk if card else None)
 
 

@@ -95,3 +95,17 @@ TEST_CARDS: Final[dict[str, TestCard]] = {
 }
 
 SANDBOX_TOKEN_PREFIX: Final = "sandbox:"  # noqa: S105 - a token-type prefix, not a secret
+
+
+def minted_from(processor_token: str) -> str | None:
+    """The Stripe test PaymentMethod a card was minted from (`pm_card_radarBlock`, …), if any.
+
+    Sandbox tokens are `sandbox:<name>`; vault tokens of minted test cards are
+    `vault:<pm_…>:<name>` (`vault_connector.vault_token`).
+    """
+    if processor_token.startswith(SANDBOX_TOKEN_PREFIX):
+        name: str | None = processor_token.removeprefix(SANDBOX_TOKEN_PREFIX)
+    else:
+        parts = processor_token.split(":")
+        name = parts[2] if len(parts) == 3 and parts[0] == "vault" else None
+    return name if name in TEST_CARDS else None
