@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -145,7 +146,13 @@ class VaultClient:
             base_url=self.base_url,
             verify=self._context,
             timeout=self._timeout,
-            transport=self._transport,
+            # Nagle off: a request written in two parts must not wait for a delayed ACK (~40 ms).
+            transport=self._transport
+            or httpx.HTTPTransport(
+                verify=self._context,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            ),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
             headers={"User-Agent": "bastionpay-api"},
         )
