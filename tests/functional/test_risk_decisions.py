@@ -286,3 +286,37 @@ def test_radar_options_are_validated(risky: tuple[Runtime, TestClient]) -> None:
     unknown = pay(api, **{"radar_options[shoe_size]": "42"})
     assert unknown.status_code == 400
     assert unknown.json()["error"]["code"] == "parameter_unknown"
+
+
+class BrokenRules:
+    def decide(
+        self,
+        session: Session,
+        merchant_id: str,
+        livemode: bool,
+        now: int,
+        attributes: dict[str, Any],
+    ) -> RuleOutcome:
+        raise RuntimeError("a list was deleted under a live rule")
+
+
+@pytest.mark.parametrize("policy", ["closed", "open"])
+def test_a_failing_rules_step_follows_the_failure_policy(
+    db_url: str, tmp_path: Path, policy: str
+) -> None:
+    engine = RiskEngine(FixedScorer(), BrokenRules(), budget_ms=5000, default_policy="closed")
+    runtime = _runtime(db_url, tmp_path, engine)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    if policy == "open":
+        with unit_of_work(runtime.db, write=True) as session:
+            merchants.set_risk_policy(session, merchant["id"], "open")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        response = pay(api, 1000)
+        if policy == "closed":
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "risk_unavailable"
+        else:
+            assert response.status_code == 200
+            [row] = _assessments(runtime, response.json()["id"])
+            assert row.error == "RuntimeError" and row.level == "not_assessed"
+    runtime.db.dispose()

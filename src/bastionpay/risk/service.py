@@ -145,6 +145,14 @@ class RiskEngine:
             with session.begin_nested():
                 features = feature_sql.compute(session, signals)
             scored = self._score(features, started, test_risk)
+            level = self.thresholds.level(scored.score)
+            attributes = {**features, "risk_score": scored.score, "risk_level": level}
+            # The rules read lists from the database and may meet a bad feature value or a list
+            # deleted under them: inside the policy too, never an unhandled 500 (P3).
+            with session.begin_nested():
+                ruled = self.rules.decide(
+                    session, signals.merchant_id, signals.livemode, signals.now, attributes
+                )
         except Exception as exc:  # noqa: BLE001 - every failure of risk meets the policy (P3)
             reason = "timeout" if isinstance(exc, FutureTimeout) else type(exc).__name__
             METRICS.risk_failures.labels(reason, effective_policy).inc()
@@ -168,11 +176,6 @@ class RiskEngine:
             )
             row = self._record(session, signals, {}, assessment, payment_intent_id, charge_id)
             return replace(assessment, row=row)
-        level = self.thresholds.level(scored.score)
-        attributes = {**features, "risk_score": scored.score, "risk_level": level}
-        ruled = self.rules.decide(
-            session, signals.merchant_id, signals.livemode, signals.now, attributes
-        )
         if test_risk == "block":
             ruled = RuleOutcome(
                 "block",

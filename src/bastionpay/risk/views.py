@@ -8,6 +8,7 @@ Value lists follow Stripe's `radar.value_list` vocabulary (alias, item_type) wit
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any, Literal
 
 from pydantic import Field
@@ -186,7 +187,7 @@ def _render_list(named: Any, lists: rule_store.SqlListStore) -> dict[str, Any]:
         "alias": named.name,
         "item_type": named.kind.value,
         "name": named.description,
-        "list_items": list(lists.items(named.name))[:100],
+        "list_items": list(islice(lists.items(named.name), 100)),  # not the whole list
     }
 
 

@@ -22,9 +22,9 @@ _EXCERPT_LIMIT = 40
 def excerpt(text: str) -> str:
     """Quote a piece of merchant text for an error message, safe to log.
 
-    Non-printable and non-ASCII characters are shown as `\\uXXXX`, so an error message can carry
-    neither a forged log line nor a bidirectional-override trick (ASVS 16.4.1, CVE-2021-42574), and
-    the excerpt is cut to a bounded length.
+    Non-printable and non-ASCII characters are shown as `\\u` and four hex digits, so an error
+    message can carry neither a forged log line nor a bidirectional-override trick (ASVS 16.4.1,
+    CVE-2021-42574), and the excerpt is cut to a bounded length.
     """
     shown = text[:_EXCERPT_LIMIT]
     out = []

@@ -133,7 +133,8 @@ def render_value(value: Value | None) -> str:
 
 def escape_text(text: str) -> str:
     """Backslash-escape quotes and backslashes, and show control and format characters (line
-    breaks, NUL, bidirectional overrides) as `\\uXXXX`, so a rendered value is one safe line."""
+    breaks, NUL, bidirectional overrides) as `\\u` and four hex digits, so a rendered value is
+    one safe line."""
     out = []
     for ch in text:
         if ch in "\\'":
