@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say(f"timing the ULB model's scorer ({args.latency_calls} single scores, then batches)")
     split = split_table(table, test_fraction=0.2, calibration_fraction=0.2, seed=0)
-    rows = table.frame.iloc[split.test].head(args.latency_calls).to_dict(orient="records")
+    rows = _records(table.frame.iloc[split.test].head(args.latency_calls))
     latency = {"ulb": timed_scorer(model, rows)}
     say(f"the payment-path shape: simulator, {SIMULATED_EVENTS} events")
     latency["simulator"] = simulator_latency(args.threads, args.latency_calls, say)
@@ -196,11 +196,19 @@ def bootstrap_difference(model: TrainedModel) -> dict[str, Any]:
             - average_precision_score(y[rows], theirs[rows])
         )
     low, high = np.percentile(differences, [2.5, 97.5])
+    # "Clearly better" is claimed only when the whole 95 % interval lies above zero.
+    if low > 0:
+        verdict = "clearly better than the baseline (the interval excludes 0)"
+    elif high < 0:
+        verdict = "clearly worse than the baseline (the interval excludes 0)"
+    else:
+        verdict = "not clearly different from the baseline (the interval contains 0)"
     return {
         "resamples": len(differences),
         "mean": float(np.mean(differences)),
         "ci95": [float(low), float(high)],
         "share_positive": float(np.mean(np.array(differences) > 0)),
+        "verdict": verdict,
     }
 
 
@@ -211,11 +219,16 @@ def simulator_latency(threads: int, calls: int, say: Say) -> dict[str, Any]:
         config = TrainingConfig(threads=threads, baseline=False)
         model = train(path, "label", "time", config=config, progress=say)
         frame = load_table(path, label="label", time_column="time").frame
-    rows = frame.tail(calls).to_dict(orient="records")
+    rows = _records(frame.tail(calls))
     result = timed_scorer(model, rows)
     result["categorical_features"] = sum(model.schema.categorical_mask)
     result["test_auprc"] = model.manifest["metrics"]["test"]["average_precision"]
     return result
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """Rows as the payment path passes them: dicts keyed by column name (always str here)."""
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def timed_scorer(model: TrainedModel, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -320,7 +333,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"AUPRC ratio BastionPay/baseline {ratio.get('average_precision', float('nan')):.3f}; "
         f"difference {boot['mean']:+.4f}, 95 % bootstrap interval "
-        f"[{boot['ci95'][0]:+.4f}, {boot['ci95'][1]:+.4f}]"
+        f"[{boot['ci95'][0]:+.4f}, {boot['ci95'][1]:+.4f}]; {boot['verdict']}"
     )
     for name, lat in results["latency"].items():
         print(

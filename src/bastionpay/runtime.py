@@ -14,6 +14,7 @@ from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.crypto.keyfiles import load_or_create_key
 from bastionpay.db.engine import Database, get_database
 from bastionpay.edge.ratelimit import RateLimits
+from bastionpay.identity.keys import IdentityKeys, load_identity_keys
 from bastionpay.kernel.clock import Clock, SystemClock
 from bastionpay.kernel.secrets import Secret
 from bastionpay.payments.context import PaymentContext, Pricing
@@ -36,6 +37,8 @@ class Runtime:
     audit_keys: AuditKeys
     metrics_token: Secret
     rate_limits: RateLimits
+    # Session ids, CSRF, recovery codes, invitations, OAuth tokens, sealed TOTP seeds (issue 5).
+    identity_keys: IdentityKeys
     # Fraud scoring and rules in the payment path (issue 7); None only in tests that opt out.
     risk: RiskEngine | None = None
 
@@ -66,6 +69,7 @@ class Runtime:
             risk=self.risk,
             timezone=timezone,
             risk_policy=risk_policy,
+            db=self.db,
         )
 
 
@@ -91,6 +95,7 @@ def build_runtime(
         rate_limits=RateLimits(
             settings.redis_url, redis_retry_seconds=settings.rate_limit_redis_retry_seconds
         ),
+        identity_keys=load_identity_keys(keys),
         risk=risk_engine(settings) if settings.risk_enabled else None,
     )
 

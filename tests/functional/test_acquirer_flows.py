@@ -120,7 +120,7 @@ def test_three_d_secure_travels_in_the_authorization(
     required = client.authorize(_request("4000002760003184", "pi_3ds:1"))
     assert isinstance(required, Declined)
     assert (required.iso_code, required.code) == ("1A", "authentication_required")
-    result = ThreeDSecure(eci="05", cryptogram="AAABBEg0VhI0VniQEjRWAAAAAAA=")
+    result = ThreeDSecure(eci="05", cryptogram="AQVINFYSNFZ4kBI0VgAAAAAAAAA=")
     approved = _approved(client, _request("4000002760003184", "pi_3ds:2", three_d_secure=result))
     assert _view(acquirer, approved.rrn).held == 2000
     then_declined = client.authorize(

@@ -37,7 +37,7 @@ from bastionpay.observability.logging import ROUTED_LOGGERS, configure_logging
 
 VISA_CVC = "672"
 AMEX_CVC = "8317"
-CRYPTOGRAM = "AAABBEg0VhI0VniQEjRWAAAAAAA="
+CRYPTOGRAM = "AQVINFYSNFZ4kBI0VgAAAAAAAAA="
 PANS = [
     "4242424242424242",
     "378282246310005",

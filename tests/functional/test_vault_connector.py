@@ -5,8 +5,8 @@ TLS with the api's client certificate, real ISO 8583. First the connector alone 
 Stripe decline codes, capture, void, refund, replays, the `reversal_pending` mapping — then the
 api app (ASGI) configured with `vault_url`: test PaymentMethods become vault records, hosted-fields
 PaymentMethods are recorded on first use, publishable keys are registered, a timeout whose
-reversal is unanswered fails the confirmation with a retryable 502 and never succeeds, and the api
-database holds no card number.
+reversal is unanswered leaves the PaymentIntent `processing` until the janitor settles it, and
+the api database holds no card number.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ from tests.functional.test_vault_support import (
 
 from bastionpay import bootstrap
 from bastionpay.acquirer.faults import Fault, MessageFault
+from bastionpay.audit.models import AuditStaged
 from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
+from bastionpay.jobs import janitor
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
 from bastionpay.kernel.ids import new_id
 from bastionpay.kernel.pan import find_pans
 from bastionpay.payments.interfaces import AuthorizationRequest
-from bastionpay.payments.models import PaymentMethod
+from bastionpay.payments.models import Charge, PaymentMethod
 from bastionpay.payments.vault_connector import (
     VaultClient,
     VaultConnector,
@@ -185,17 +187,20 @@ def test_declines_carry_stripe_s_codes(
     assert result.decline.message
 
 
-def test_a_timeout_whose_reversal_is_unanswered_is_a_processor_error(
+def test_a_timeout_whose_reversal_is_unanswered_is_pending(
     vault_env: VaultEnv, connector: VaultConnector
 ) -> None:
     merchant = new_merchant()
     pm = tokenize(vault_env, register_key(vault_env, merchant), TIMEOUT_CARD).json()["id"]
     charge = new_id("ch")
-    with _Unanswered(vault_env), pytest.raises(ProcessorError) as raised:
-        connector.authorize(_request(merchant, vault_token(pm), charge=charge))
-    assert raised.value.http_status == 502
-    assert raised.value.code == "processing_error"
-    # The vault keeps the authorization pending its reversal (its worker retries it).
+    with _Unanswered(vault_env):
+        result = connector.authorize(_request(merchant, vault_token(pm), charge=charge))
+        assert (result.approved, result.pending, result.decline) == (False, True, None)
+        assert result.reference is not None
+        assert connector.settle_pending(result.reference) == "pending"  # still unanswered
+    assert connector.settle_pending(result.reference) == "reversed"  # the acquirer is back
+    assert connector.settle_pending(result.reference) == "reversed"  # idempotent
+    # The vault's answer for that reference is now the reversed authorization (no second 0100).
     with vault_env.api() as api:
         replay = api.post(
             "/internal/v1/authorizations",
@@ -208,7 +213,7 @@ def test_a_timeout_whose_reversal_is_unanswered_is_a_processor_error(
                 "reference": charge,
             },
         ).json()
-    assert replay["status"] == "reversal_pending"
+    assert replay["status"] == "reversed"
 
 
 def test_a_timeout_that_is_reversed_is_a_decline(
@@ -408,7 +413,7 @@ def test_a_decline_through_the_vault(api: TestClient) -> None:
     assert error["payment_intent"]["status"] == "requires_payment_method"
 
 
-def test_reversal_pending_never_succeeds(
+def test_reversal_pending_shows_processing_until_the_janitor_settles_it(
     vault_env: VaultEnv, chain: Runtime, api: TestClient, shop: dict[str, Any]
 ) -> None:
     pm = tokenize(vault_env, shop["publishable_key"], TIMEOUT_CARD, origin=None).json()["id"]
@@ -421,19 +426,46 @@ def test_reversal_pending_never_succeeds(
             f"/v1/payment_intents/{intent['id']}/confirm",
             headers={"Idempotency-Key": "timeout-1"},
         )
-    assert response.status_code == 502
-    assert response.json()["error"]["code"] == "processing_error"
-    after = api.get(f"/v1/payment_intents/{intent['id']}").json()
-    assert after["status"] == "requires_confirmation"  # rolled back: not succeeded, no charge
-    assert after["latest_charge"] is None
-    assert after["amount_received"] == 0
-    # The same idempotency key may retry (5xx answers are not stored); the card still times
-    # out, now reversed in time: a clean decline.
-    retried = api.post(
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "processing"  # never succeeded, never declined yet
+        assert janitor.run(chain)["payments_reversed"] == 0  # the reversal still goes unanswered
+    after = api.get(f"/v1/payment_intents/{intent['id']}", params={"expand[]": "latest_charge"})
+    body = after.json()
+    assert (body["status"], body["amount_received"]) == ("processing", 0)
+    assert body["latest_charge"]["status"] == "pending"
+    assert api.post(f"/v1/payment_intents/{intent['id']}/cancel").status_code == 400
+    # The acquirer answers again: the janitor gets the reversal through and fails the attempt.
+    assert janitor.run(chain)["payments_reversed"] == 1
+    assert janitor.run(chain)["payments_reversed"] == 0
+    settled = api.get(f"/v1/payment_intents/{intent['id']}", params={"expand[]": "latest_charge"})
+    body = settled.json()
+    assert body["status"] == "requires_payment_method"
+    assert body["last_payment_error"]["decline_code"] == "try_again_later"
+    assert body["latest_charge"]["status"] == "failed"
+    assert body["amount_received"] == 0
+    _, authorization = split_reference(_charge_reference(chain, body["latest_charge"]["id"]))
+    assert _vault_authorization(vault_env, f"{shop['id']}/{authorization}")["status"] == "reversed"
+    with unit_of_work(chain.db, write=False) as session:
+        actions = session.scalars(
+            select(AuditStaged.action).where(AuditStaged.target_id == intent["id"])
+        ).all()
+    assert "payments.payment_intent.resolve" in actions
+    # The replayed confirmation answers what it answered then (P1); a new attempt is clean.
+    replay = api.post(
         f"/v1/payment_intents/{intent['id']}/confirm", headers={"Idempotency-Key": "timeout-1"}
     )
-    assert retried.status_code == 402
-    assert retried.json()["error"]["decline_code"] == "try_again_later"
+    assert replay.json()["status"] == "processing"
+    retried = api.post(
+        f"/v1/payment_intents/{intent['id']}/confirm", data={"payment_method": "pm_card_visa"}
+    )
+    assert retried.json()["status"] == "succeeded"
+
+
+def _charge_reference(runtime: Runtime, charge_id: str) -> str:
+    with unit_of_work(runtime.db, write=False) as session:
+        reference = session.scalar(select(Charge.processor_reference).where(Charge.id == charge_id))
+    assert reference is not None
+    return reference
 
 
 def test_the_api_database_holds_no_card_number(chain: Runtime, api: TestClient) -> None:

@@ -33,6 +33,10 @@ from bastionpay.observability.logging import configure_logging, get_logger
 log = get_logger("bastionpay.acquirer.cli")
 
 
+FAULTS_ENV = "BASTIONPAY_ACQUIRER_FAULTS"
+SEED_ENV = "BASTIONPAY_ACQUIRER_SEED"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bastionpay acquirer",
@@ -115,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     configure_logging(level=getattr(logging, arguments.log_level.upper()))
     try:
+        # `bastionpay up` starts the acquirer itself: faults then come from the environment
+        # (`BASTIONPAY_ACQUIRER_FAULTS="0400=no_answer:0.75 0100=slow"`, `…_SEED`), so an
+        # end-to-end test can inject them (issue 4, item 6). Flags win over the environment.
+        faults = arguments.fault or os.environ.get(FAULTS_ENV, "").replace(",", " ").split()
+        seed = arguments.seed
+        if seed is None and os.environ.get(SEED_ENV):
+            seed = int(os.environ[SEED_ENV])
         settings = AcquirerSettings(
             host=arguments.host,
             port=arguments.port,
             slow_ms=arguments.slow_ms,
-            faults=_faults(arguments.fault, arguments.delay),
-            seed=arguments.seed,
+            faults=_faults(faults, arguments.delay),
+            seed=seed,
         )
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from bastionpay.acquirer import testcards
+from bastionpay.acquirer import authentication, testcards
 from bastionpay.acquirer.codes import APPROVED
 from bastionpay.acquirer.spec import CVC_MATCH, CVC_NO_MATCH, CVC_NOT_PROCESSED
 from bastionpay.kernel.clock import Clock, SystemClock
@@ -253,8 +253,10 @@ class Issuer:
             return Answer(declined)
         after_authentication = testcards.AUTHENTICATION_REQUIRED.get(pan)
         if after_authentication is not None:
-            authenticated = request.eci in testcards.FULLY_AUTHENTICATED_ECI and bool(
-                request.cryptogram
+            # A fully authenticated result with a well-formed authentication value (issue 4,
+            # item 7); anything less is a soft decline, as issuers answer under PSD2 SCA.
+            authenticated = request.eci in testcards.FULLY_AUTHENTICATED_ECI and (
+                authentication.well_formed(request.eci, request.cryptogram)
             )
             if not authenticated:
                 return Answer(AUTHENTICATION_REQUIRED)

@@ -31,7 +31,8 @@ DECLINES: Final[dict[str, str]] = {
 }
 
 # Cards that need 3-D Secure: without a fully authenticated result in DE 48 (ECI 05 or 02 and a
-# cryptogram) the issuer soft-declines with `1A`; with one it answers the code given here.
+# well-formed authentication value, `acquirer.authentication`) the issuer soft-declines with `1A`;
+# with one it answers the code given here.
 AUTHENTICATION_REQUIRED: Final[dict[str, str]] = {
     "4000002760003184": "00",  # pm_card_authenticationRequired
     "4000000000003220": "00",  # pm_card_threeDSecure2Required

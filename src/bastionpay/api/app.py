@@ -32,6 +32,9 @@ from bastionpay.edge.networks import client_address, contains, parse_address, pa
 from bastionpay.edge.ratelimit import UNAUTHENTICATED
 from bastionpay.edge.respond import error_response
 from bastionpay.edge.shedding import Admission
+from bastionpay.identity import views as identity_views
+from bastionpay.identity import web as identity_web
+from bastionpay.identity.principals import SESSION_COOKIE
 from bastionpay.kernel.errors import (
     AuthenticationError,
     BastionPayError,
@@ -46,9 +49,10 @@ from bastionpay.kernel.errors import (
 )
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import views as ledger_views
+from bastionpay.oauth import web as oauth_web
 from bastionpay.observability.logging import bind_request, get_logger
 from bastionpay.observability.metrics import METRICS, token_matches
-from bastionpay.payments import review_views
+from bastionpay.payments import review_views, vault_keys
 from bastionpay.payments import views as payment_views
 from bastionpay.risk import views as risk_views
 from bastionpay.runtime import Runtime
@@ -64,6 +68,8 @@ ENDPOINTS: list[Endpoint] = [
     *risk_views.ENDPOINTS,
     *customer_views.ENDPOINTS,
     *ledger_views.ENDPOINTS,
+    *identity_views.ENDPOINTS,
+    *vault_keys.ENDPOINTS,
 ]
 
 
@@ -181,6 +187,10 @@ def _dispatcher(
                 request_id=request_id,
                 client_ip=edge.client_ip(request),
                 user_agent=request.headers.get("user-agent"),
+                session_token=request.cookies.get(SESSION_COOKIE),
+                csrf_token=request.headers.get("x-csrf-token"),
+                account=request.headers.get("stripe-account"),
+                livemode=request.headers.get("bastionpay-livemode", "").lower() == "true",
             )
             priority = ep.admission_priority
             async with edge.admission.admitted(priority), edge.admission.slot(priority):
@@ -305,6 +315,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             *_routes(runtime, edge),
+            # Operators' pages (login, MFA, account) and the OAuth 2.0 server (identity issue).
+            *identity_web.routes(runtime),
+            *oauth_web.routes(runtime),
         ],
         exception_handlers={404: not_found, 405: not_found},
     )

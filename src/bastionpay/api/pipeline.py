@@ -1,8 +1,13 @@
 """The synchronous request pipeline, run in a worker thread for each /v1 request.
 
 Order matters and follows Stripe: authenticate (401) → authorize the route's permission (403) →
-validate parameters (400) → idempotency (P1) → the handler in one unit of work (P2). Nothing is
-written for a request that fails before the handler runs.
+validate parameters (400) → step-up for operators' sensitive actions (403) → idempotency (P1) →
+the handler in one unit of work (P2). Nothing is written for a request that fails before the
+handler runs.
+
+Three kinds of principal reach `/v1` (I5, one mechanism): API keys (`Authorization: Bearer sk_…`),
+OAuth 2.0 access tokens (`Authorization: Bearer <JWT>`) and operators' sessions (cookie + CSRF
+header); see `bastionpay.identity.principals`.
 """
 
 from __future__ import annotations
@@ -13,21 +18,23 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from bastionpay.api.params import validate
 from bastionpay.api.routing import Call, Endpoint, Result
 from bastionpay.audit import events as audit
-from bastionpay.audit.events import Action, AuditEvent, Origin
+from bastionpay.audit.events import Action, ActorType, AuditEvent, Origin
 from bastionpay.db.uow import unit_of_work
 from bastionpay.edge.networks import Network, contains, parse_address, parse_networks
 from bastionpay.edge.ratelimit import API_READ, API_WRITE, AUTH_FAILURES
 from bastionpay.idempotency import service as idempotency
+from bastionpay.identity import principals
 from bastionpay.kernel.errors import (
     AuthenticationError,
     BastionPayError,
     InvalidRequestError,
     PermissionDenied,
+    StepUpRequired,
 )
 from bastionpay.merchants import service as merchants
 from bastionpay.merchants.service import Caller
@@ -48,6 +55,12 @@ class Incoming:
     request_id: str
     client_ip: str | None = None
     user_agent: str | None = None
+    # Operators' browsers (identity issue): the session cookie, the CSRF header, the account a
+    # platform operator acts on (Stripe-Account) and the mode (test unless asked for live).
+    session_token: str | None = None
+    csrf_token: str | None = None
+    account: str | None = None
+    livemode: bool = False
 
     @property
     def origin(self) -> Origin:
@@ -127,7 +140,7 @@ def _action_event(action: Action, caller: Caller, incoming: Incoming, result: Re
         error = body.get("error", {})
         details.update(code=error.get("code"), decline_code=error.get("decline_code"))
     return AuditEvent(
-        actor_type="api_key",
+        actor_type=_actor_type(caller),
         actor_id=caller.key_id,
         action=action,
         outcome="success" if result.status < 400 else "failure",
@@ -140,11 +153,19 @@ def _action_event(action: Action, caller: Caller, incoming: Incoming, result: Re
     )
 
 
+def _actor_type(caller: Caller) -> ActorType:
+    return cast(ActorType, caller.actor_type)
+
+
 def _denied(caller: Caller, endpoint: Endpoint, incoming: Incoming, **details: Any) -> AuditEvent:
     return AuditEvent(
-        actor_type="api_key",
+        actor_type=_actor_type(caller),
         actor_id=caller.key_id,
-        action="identity.authentication.fail",
+        action=(
+            "identity.authentication.fail"
+            if caller.actor_type == "api_key"
+            else "identity.authorization.deny"
+        ),
         outcome="denied",
         merchant_id=caller.merchant_id,
         livemode=caller.livemode,
@@ -175,13 +196,38 @@ def _authorize(
     must not turn into a flood of audit writes (T4).
     """
     db = runtime.db
+    presented = presented_key(incoming.authorization)
+    key_pk, stale = 0, False
     try:
-        with unit_of_work(db, write=False) as session:
-            found = merchants.authenticate(
-                session, runtime.api_keys, presented_key(incoming.authorization)
-            )
-            caller = merchants.caller_for(found)
-            key_pk, stale = found.record.pk, merchants.needs_touch(found.record, now)
+        if presented is None and incoming.session_token is not None:
+            caller = _session_caller(runtime, endpoint, incoming, incoming.session_token, now)
+        else:
+            with unit_of_work(db, write=False) as session:
+                if presented is not None and principals.looks_like_jwt(presented):
+                    caller = principals.token_caller(runtime, session, presented, now=now)
+                else:
+                    found = merchants.authenticate(session, runtime.api_keys, presented)
+                    caller = merchants.caller_for(found)
+                    key_pk, stale = found.record.pk, merchants.needs_touch(found.record, now)
+    except PermissionDenied as exc:
+        # An operator's session that fails CSRF or names an account it cannot reach (I5).
+        METRICS.auth_failures.labels("permission_denied").inc()
+        _audit_alone(
+            runtime,
+            AuditEvent(
+                actor_type=_presented_type(presented, incoming),
+                actor_id=exc.user_id if isinstance(exc, principals.SessionRefused) else "unknown",
+                action="identity.authorization.deny",
+                outcome="denied",
+                origin=incoming.origin,
+                details={
+                    "method": endpoint.method,
+                    "path": incoming.path[:200],
+                    "reason": exc.code,
+                },
+            ),
+        )
+        raise
     except AuthenticationError:
         METRICS.auth_failures.labels("invalid_key").inc()
         # Failed attempts per address are limited before they are audited: past the limit the
@@ -195,7 +241,7 @@ def _authorize(
         _audit_alone(
             runtime,
             AuditEvent(
-                actor_type="api_key",
+                actor_type=_presented_type(presented, incoming),
                 actor_id="unknown",
                 action="identity.authentication.fail",
                 outcome="failure",
@@ -223,13 +269,84 @@ def _authorize(
                 "API key.",
                 code="secret_key_required",
             )
+        who = (
+            "key"
+            if caller.actor_type == "api_key"
+            else ("role" if caller.actor_type == "user" else "access token")
+        )
         raise PermissionDenied(
-            f"The provided key does not have the required permissions for this endpoint "
+            f"The provided {who} does not have the required permissions for this endpoint "
             f"({endpoint.permission}).",
             code="insufficient_permissions",
         )
 
     return caller, key_pk, stale
+
+
+def _session_caller(
+    runtime: Runtime, endpoint: Endpoint, incoming: Incoming, token: str, now: int
+) -> Caller:
+    """An operator's session. Its use moves its idle clock, and a dead session is revoked and
+    audited (L1): that read writes, and commits even when the request is then refused (operators'
+    traffic only; API keys keep the read-only path)."""
+    credentials = principals.SessionCredentials(
+        token=token,
+        csrf_token=incoming.csrf_token,
+        account=incoming.account,
+        livemode=incoming.livemode,
+    )
+    with unit_of_work(runtime.db, write=True) as session:
+        caller = principals.session_caller(
+            runtime,
+            session,
+            credentials,
+            writes=endpoint.method != "GET",
+            now=now,
+            platform=endpoint.platform,
+        )
+    if caller is None:
+        raise AuthenticationError(principals.SESSION_REQUIRED, code="session_invalid")
+    return caller
+
+
+def _presented_type(presented: str | None, incoming: Incoming) -> ActorType:
+    if presented is None and incoming.session_token is not None:
+        return "user"
+    if presented is not None and principals.looks_like_jwt(presented):
+        return "oauth_client"
+    return "api_key"
+
+
+def _step_up(
+    runtime: Runtime,
+    endpoint: Endpoint,
+    caller: Caller,
+    incoming: Incoming,
+    validated: Any,
+    now: int,
+) -> None:
+    """Operators' sensitive actions need a second factor proven within minutes (I3)."""
+    if caller.actor_type != "user" or endpoint.step_up is None:
+        return
+    if not endpoint.step_up(validated, runtime.settings):
+        return
+    max_age = runtime.settings.step_up_max_age_seconds
+    if caller.mfa_at is not None and now - caller.mfa_at <= max_age:
+        return
+    _audit_alone(
+        runtime,
+        AuditEvent(
+            actor_type="user",
+            actor_id=caller.key_id,
+            action="identity.step_up.required",
+            outcome="denied",
+            merchant_id=caller.merchant_id,
+            livemode=caller.livemode,
+            origin=incoming.origin,
+            details={"method": endpoint.method, "path": incoming.path[:200]},
+        ),
+    )
+    raise StepUpRequired(max_age)
 
 
 def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoing:
@@ -240,6 +357,7 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
     params = dict(incoming.params)
     expand = _extract_expand(params)
     validated = validate(endpoint.params, params)
+    _step_up(runtime, endpoint, caller, incoming, validated, now)
 
     reservation: idempotency.Reservation | None = None
     if endpoint.method == "POST" and incoming.idempotency_key is not None:
@@ -274,6 +392,7 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 params=validated,
                 path=incoming.path_params,
                 expand=expand,
+                runtime=runtime,
             )
             result: Result = endpoint.handler(call)
             if endpoint.audit_action in _PAYMENT_ACTIONS:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from bastionpay.api.params import Params
 from bastionpay.audit.events import Action
+from bastionpay.config import Settings
 from bastionpay.edge.shedding import Priority
 from bastionpay.merchants.service import Caller
 from bastionpay.payments.context import PaymentContext
+
+if TYPE_CHECKING:
+    from bastionpay.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,24 @@ class Call:
     params: Any
     path: dict[str, str]
     expand: list[str] = field(default_factory=list)
+    # The process's keys and settings, for the few handlers that need more than the payment
+    # context (issuing API keys, invitations).
+    runtime: Runtime | None = None
+
+    def platform(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("this handler needs the runtime")
+        return self.runtime
 
 
 Handler = Callable[[Call], Result]
+# Step-up (I3): given the validated parameters, is this request sensitive enough that an operator
+# must have proven a second factor within the last few minutes?
+StepUpRule = Callable[[Any, Settings], bool]
+
+
+def always(_params: Any, _settings: Settings) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,12 @@ class Endpoint:
     # Load shedding (edge issue, item 4). None: lists (collection GETs) are low priority, the
     # rest normal; payment confirmations, captures and refunds declare `CRITICAL`.
     priority: Priority | None = None
+    # Sensitive actions (I3): operators' sessions need a fresh second factor. API keys and OAuth
+    # apps are machine credentials bounded by their permissions and scopes instead.
+    step_up: StepUpRule | None = None
+    # Platform-wide operations (vault key management): no merchant account is involved, so a
+    # platform operator need not name one. Only platform permissions may guard them.
+    platform: bool = False
 
     @property
     def admission_priority(self) -> Priority:

@@ -9,8 +9,11 @@ import click
 from bastionpay import __version__
 from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_group
 from bastionpay.cli.audit import audit_group
+from bastionpay.cli.oauth import oauth_group
 from bastionpay.cli.processes import api, up, worker
+from bastionpay.cli.radar import radar_group
 from bastionpay.cli.risk_admin import merchants_risk, reviews_group
+from bastionpay.cli.users import users_group
 from bastionpay.risk.model.cli import risk_group
 from bastionpay.vault.cli import vault_group
 
@@ -44,9 +47,12 @@ for command in (
     ledger_group,
     db_group,
     audit_group,
+    oauth_group,
     reviews_group,
+    radar_group,
     risk_group,
     vault_group,
+    users_group,
 ):
     cli.add_command(command)
 merchants_group.add_command(merchants_risk)

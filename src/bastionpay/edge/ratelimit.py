@@ -65,6 +65,10 @@ AUTH_FAILURES = Category(
 # Used by the identity issue's login and MFA endpoints: fail closed when the counter store is down.
 LOGIN_ACCOUNT = Category("login_account", "closed", "Too many login attempts. Try again later.")
 LOGIN_IP = Category("login_ip", "closed", LOGIN_ACCOUNT.message)
+LOGIN_GLOBAL = Category("login_global", "closed", LOGIN_ACCOUNT.message)
+# The OAuth token, introspection and revocation endpoints, per client address: bounds guessing of
+# client secrets, codes and refresh tokens (I6, T4). Fails closed like login.
+OAUTH_IP = Category("oauth_ip", "closed", "Too many OAuth requests from this address.")
 
 
 @lru_cache(maxsize=256)

@@ -16,7 +16,10 @@ from types import FrameType
 from bastionpay.audit import seal
 from bastionpay.db.uow import unit_of_work
 from bastionpay.idempotency import service as idempotency
+from bastionpay.identity import inactivity
+from bastionpay.jobs import janitor
 from bastionpay.ledger import service as ledger
+from bastionpay.oauth import grants as oauth_grants
 from bastionpay.runtime import Runtime
 
 log = logging.getLogger("bastionpay.worker")
@@ -32,7 +35,19 @@ def run_once(runtime: Runtime) -> dict[str, int]:
             session, older_than=now - settings.ledger_checkpoint_horizon_seconds
         )
         advanced = ledger.advance_checkpoints(session, through_entry_pk=horizon)
-    return {"idempotency_keys_pruned": pruned, "ledger_accounts_checkpointed": advanced}
+    # I7: operator accounts unused for 90 days are disabled (audited per account).
+    disabled = inactivity.disable_inactive_users(runtime)
+    # OAuth codes and refresh tokens past any use are deleted (I6: nothing kept without need).
+    with unit_of_work(runtime.db, write=True) as session:
+        purged = oauth_grants.purge_expired(
+            session, now=now, refresh_seconds=settings.oauth_refresh_token_seconds
+        )
+    return {
+        "idempotency_keys_pruned": pruned,
+        "ledger_accounts_checkpointed": advanced,
+        "users_disabled_inactive": disabled,
+        "oauth_grants_purged": purged,
+    }
 
 
 def run_audit_once(runtime: Runtime, *, checkpoint_due: bool) -> dict[str, int]:
@@ -60,7 +75,7 @@ def run_forever(runtime: Runtime) -> None:
     signal.signal(signal.SIGINT, _stop)
     settings = runtime.settings
     log.info("worker started")
-    next_maintenance = next_checkpoint = time.monotonic()
+    next_maintenance = next_checkpoint = next_janitor = time.monotonic()
     while not stop.is_set():
         now = time.monotonic()
         try:
@@ -68,6 +83,10 @@ def run_forever(runtime: Runtime) -> None:
             summary = run_audit_once(runtime, checkpoint_due=due)
             if due:
                 next_checkpoint = now + settings.audit_checkpoint_interval_seconds
+            if now >= next_janitor:
+                # Timed-out payments and finished 3-D Secure challenges (issue 4, items 6-7).
+                summary.update(janitor.run(runtime))
+                next_janitor = now + janitor.INTERVAL_SECONDS
             if now >= next_maintenance:
                 summary.update(run_once(runtime))
                 next_maintenance = now + settings.worker_interval_seconds

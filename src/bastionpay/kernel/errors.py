@@ -147,3 +147,14 @@ class ServiceUnavailable(BastionPayError):
     def __init__(self, message: str, *, code: str, retry_after: int = 1) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, retry_after)
+
+
+class StepUpRequired(PermissionDenied):
+    """A sensitive action needs a second factor proven within the last few minutes (I3)."""
+
+    def __init__(self, max_age_seconds: int) -> None:
+        super().__init__(
+            f"This action requires a fresh second-factor proof (within {max_age_seconds // 60} "
+            "minutes). Verify again and retry.",
+            code="step_up_required",
+        )

@@ -49,6 +49,11 @@ class Caller:
     # The merchant's risk settings (issue 7).
     timezone: str | None = None
     risk_failure_policy: str | None = None
+    # Who: an API key, an operator ("user", `key_id` holds the user id) or an OAuth app
+    # ("oauth_client", `key_id` holds the client id) (identity issue, I5).
+    actor_type: str = "api_key"
+    # Operators only: when their session last proved a second factor (step-up, I3).
+    mfa_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bastionpay.crypto.keyed_hash import KeyedHasher
+from bastionpay.db.engine import Database
 from bastionpay.payments.interfaces import ProcessorConnector
 from bastionpay.payments.journal import ProcessorJournal
 from bastionpay.risk.service import RiskEngine
@@ -31,3 +32,6 @@ class PaymentContext:
     risk: RiskEngine | None = None
     timezone: str | None = None
     risk_policy: str | None = None
+    # The database, for the rare step that needs a unit of work of its own: finishing a
+    # 3-D Secure payment during a (read-only) retrieve (`intents.refresh`).
+    db: Database | None = None

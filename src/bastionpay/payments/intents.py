@@ -9,22 +9,31 @@ commit together or not at all (SECURITY-REQUIREMENTS P2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bastionpay.customers.models import Customer
+from bastionpay.db.uow import unit_of_work
 from bastionpay.kernel import money
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError, ResourceMissing
 from bastionpay.kernel.ids import new_id, random_base62
 from bastionpay.ledger import service as ledger
-from bastionpay.ledger.models import BalanceTransaction
-from bastionpay.payments import methods, reviews, screening
+from bastionpay.payments import methods, reviews, screening, three_d_secure
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.interfaces import AuthorizationRequest, Decline
+from bastionpay.payments.journal import ProcessorJournal
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod
+from bastionpay.payments.settlement import (
+    ConfirmOutcome,
+    after_authorization,
+    book_capture,
+    capture_with_processor,
+    declined,
+)
 from bastionpay.risk.service import RiskEngine
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
@@ -51,13 +60,6 @@ class IntentFields:
     capture_method: str | None = None
     payment_method_types: tuple[str, ...] | None = None
     metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ConfirmOutcome:
-    intent: PaymentIntent
-    decline: Decline | None = None
-    charge: Charge | None = None
 
 
 def check_amount(amount: int, currency: str, *, param: str = "amount") -> None:
@@ -217,6 +219,10 @@ def update(
     )
     if any(value is not None for value in money_fields) and intent.status not in UPDATABLE:
         raise _unexpected_state(intent, "update")
+    if any(value is not None for value in money_fields) and intent.three_d_secure is not None:
+        # The authentication is bound to the amount and card it was made for (issue 4, item 7):
+        # changing them ends the attempt; the next confirmation authenticates again.
+        three_d_secure.abandon(session, ctx, intent, three_d_secure.SYSTEM)
     if fields.currency is not None:
         intent.currency = check_currency(fields.currency)
     if fields.amount is not None:
@@ -244,102 +250,11 @@ def update(
     return intent
 
 
-def _fee(ctx: PaymentContext, amount: int) -> int:
-    return money.percentage_fee(amount, ctx.pricing.basis_points, ctx.pricing.fixed)
-
-
-def _book_capture(
-    session: Session,
-    ctx: PaymentContext,
-    intent: PaymentIntent,
-    charge: Charge,
-    captured: int,
-    *,
-    preceding: tuple[ledger.Posting, ...] = (),
-) -> None:
-    """Post the capture (after any `preceding` postings, in the same statements)."""
-    fee = _fee(ctx, captured)
-    capture = ledger.Posting(
-        kind="capture",
-        source_id=charge.id,
-        lines=ledger.capture_lines(authorized=charge.amount, captured=captured, fee=fee),
-    )
-    txn = ledger.post_many(
-        session,
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        currency=intent.currency,
-        now=ctx.now,
-        postings=[*preceding, capture],
-    )[-1]
-    balance_txn = BalanceTransaction(
-        id=new_id("txn"),
-        merchant_id=ctx.merchant_id,
-        livemode=ctx.livemode,
-        created=ctx.now,
-        amount=captured,
-        fee=fee,
-        net=captured - fee,
-        currency=intent.currency,
-        type="charge",
-        source_id=charge.id,
-        description=intent.description,
-        available_on=ctx.now + ctx.pricing.availability_delay_seconds,
-        ledger_transaction_id=txn.id,
-    )
-    session.add(balance_txn)
-    charge.captured = True
-    charge.amount_captured = captured
-    charge.balance_transaction_id = balance_txn.id
-    intent.amount_received = captured
-    intent.amount_capturable = 0
-    intent.status = "succeeded"
-
-
-def _last_payment_error(decline: Decline, charge: Charge, method: PaymentMethod) -> dict[str, Any]:
-    return {
-        "type": "card_error",
-        "code": decline.code,
-        "decline_code": decline.decline_code,
-        "message": decline.message,
-        "charge": charge.id,
-        "payment_method": {"id": method.id, "object": "payment_method", "type": method.type},
-    }
-
-
-def confirm(
-    session: Session,
-    ctx: PaymentContext,
-    intent_id: str | PaymentIntent,
-    payment_method: str | None = None,
-    *,
-    method: PaymentMethod | None = None,
-    risk_inputs: screening.RiskInputs | None = None,
-) -> ConfirmOutcome:
-    intent = _locked(session, ctx, intent_id)
-    if intent.status not in CONFIRMABLE:
-        raise _unexpected_state(intent, "confirm")
-    if payment_method is not None:
-        method = _attach_payment_method(session, ctx, intent, payment_method)
-    if intent.payment_method_id is None:
-        raise InvalidRequestError(
-            "You cannot confirm this PaymentIntent because it's missing a payment method. "
-            "Update it with a payment_method and then confirm it again.",
-            code="payment_intent_unexpected_state",
-            param="payment_method",
-        )
-    if method is None or method.id != intent.payment_method_id:
-        method = get_owned(
-            session,
-            PaymentMethod,
-            "PaymentMethod",
-            intent.payment_method_id,
-            merchant_id=ctx.merchant_id,
-            livemode=ctx.livemode,
-        )
-    intent.status = "processing"
-    charge = Charge(
-        id=new_id("ch"),
+def _new_charge(
+    ctx: PaymentContext, intent: PaymentIntent, method: PaymentMethod, charge_id: str
+) -> Charge:
+    return Charge(
+        id=charge_id,
         merchant_id=ctx.merchant_id,
         livemode=ctx.livemode,
         created=ctx.now,
@@ -356,16 +271,70 @@ def confirm(
         metadata_={},
         outcome={},
     )
+
+
+def _intent_method(session: Session, ctx: PaymentContext, intent: PaymentIntent) -> PaymentMethod:
+    if intent.payment_method_id is None:  # pragma: no cover - checked by the callers
+        raise ProcessorError("The PaymentIntent has no payment method.")
+    return get_owned(
+        session,
+        PaymentMethod,
+        "PaymentMethod",
+        intent.payment_method_id,
+        merchant_id=ctx.merchant_id,
+        livemode=ctx.livemode,
+    )
+
+
+def confirm(
+    session: Session,
+    ctx: PaymentContext,
+    intent_id: str | PaymentIntent,
+    payment_method: str | None = None,
+    *,
+    method: PaymentMethod | None = None,
+    risk_inputs: screening.RiskInputs | None = None,
+    return_url: str | None = None,
+    actor: three_d_secure.Actor = three_d_secure.SYSTEM,
+) -> ConfirmOutcome:
+    return_url = three_d_secure.check_return_url(return_url)
+    intent = _locked(session, ctx, intent_id)
+    if intent.status == "requires_action" and intent.three_d_secure is not None:
+        if payment_method is None:
+            # Stripe's "confirm again after the redirect": finish the payment if the cardholder
+            # has answered the challenge (issue 4, item 7).
+            return resume(session, ctx, intent, actor=actor)
+        # A new payment method abandons the pending 3-D Secure attempt (as on Stripe).
+        three_d_secure.abandon(session, ctx, intent, actor)
+    if intent.status not in CONFIRMABLE:
+        raise _unexpected_state(intent, "confirm")
+    if payment_method is not None:
+        method = _attach_payment_method(session, ctx, intent, payment_method)
+    if intent.payment_method_id is None:
+        raise InvalidRequestError(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. "
+            "Update it with a payment_method and then confirm it again.",
+            code="payment_intent_unexpected_state",
+            param="payment_method",
+        )
+    if method is None or method.id != intent.payment_method_id:
+        method = _intent_method(session, ctx, intent)
+    intent.status = "processing"
+    previous_charge = intent.latest_charge_id
+    charge = _new_charge(ctx, intent, method, new_id("ch"))
     session.add(charge)
     # Risk first (issue 7): a blocked payment never reaches the network.
     assessment = screening.screen(session, ctx, intent, charge, method, risk_inputs)
-    risk = assessment.charge_outcome() if assessment is not None else {"risk_level": "normal"}
     intent.latest_charge_id = charge.id
     if assessment is not None and assessment.action == "block":
         RiskEngine.settle(assessment, "blocked")
-        return _declined(
+        return declined(
             intent, charge, method, screening.FRAUDULENT, screening.blocked_outcome(assessment)
         )
+    # request_3ds goes through the vault's 3-D Secure; a connector without it (the sandbox test
+    # double) holds the payment for review instead (screening.py, docs/risk.md).
+    wants_3ds = assessment is not None and assessment.action == "request_3ds"
+    via_3ds = wants_3ds and ctx.connector.supports_three_d_secure
     # Fail closed (P3): an exception from the processor propagates and the unit of work rolls
     # everything back; no charge or posting survives a failed authorization call.
     result = ctx.connector.authorize(
@@ -376,96 +345,84 @@ def confirm(
             processor_token=method.processor_token,
             amount=intent.amount,
             currency=intent.currency,
+            request_three_d_secure="any" if via_3ds else "automatic",
+            return_url=three_d_secure.processor_return_url(intent, return_url),
         )
     )
-    if result.approved and result.reference is not None:
-        reference = result.reference
-        ctx.journal.record(
-            f"authorization {reference} of {charge.id}",
-            lambda: ctx.connector.void(reference),
-        )
-    if not result.approved:
-        decline = result.decline or Decline(
-            "card_declined", "generic_decline", "Your card was declined."
-        )
+    if result.authentication is not None:
+        # Nothing was authorized: the cardholder authenticates first (issue 4, item 7).
         if assessment is not None:
-            RiskEngine.settle(assessment, "declined")
-        outcome = {
-            "type": "issuer_declined",
-            "network_status": decline.network_status,
-            "reason": decline.decline_code,
-            "seller_message": "The bank did not return any further details with this decline.",
-            **risk,
-        }
-        return _declined(intent, charge, method, decline, outcome)
+            RiskEngine.settle(assessment, "requires_action")
+        # Stripe has no charge before the authentication either: the id stays reserved for it.
+        session.flush()
+        session.delete(charge)
+        intent.latest_charge_id = previous_charge
+        three_d_secure.require_action(
+            session, ctx, intent, charge.id, result.authentication, return_url, assessment, actor
+        )
+        return ConfirmOutcome(intent=intent)
+    held = assessment is not None and (assessment.action == "review" or wants_3ds)
+    return after_authorization(session, ctx, intent, charge, method, assessment, result, held=held)
 
-    charge.status = "succeeded"
-    charge.processor_reference = result.reference
-    charge.authorization_code = result.authorization_code
-    held = assessment is not None and assessment.action in ("review", "request_3ds")
-    charge.outcome = {
-        "type": "manual_review" if held else "authorized",
-        "network_status": "approved_by_network",
-        "reason": None,
-        "seller_message": "Payment held for review." if held else "Payment complete.",
-        **risk,
-    }
-    intent.last_payment_error = None
-    authorization = ledger.Posting(
-        kind="authorization",
-        source_id=charge.id,
-        lines=ledger.authorization_lines(intent.amount),
-    )
-    if assessment is not None:
-        RiskEngine.settle(assessment, "review" if held else "authorized")
-        if held:
-            screening.open_review(session, ctx, intent, charge, assessment)
-    if intent.capture_method == "manual" or held:
-        ledger.post_many(
+
+def resume(
+    session: Session,
+    ctx: PaymentContext,
+    intent: PaymentIntent,
+    *,
+    actor: three_d_secure.Actor = three_d_secure.SYSTEM,
+) -> ConfirmOutcome:
+    """Finish a `requires_action` PaymentIntent whose 3-D Secure has ended, in this unit of work.
+
+    Pending: nothing changes. Failed or expired: back to `requires_payment_method` with Stripe's
+    `payment_intent_authentication_failure`, nothing sent to the network. Succeeded: the rules
+    run again with `three_ds_completed` (a request_3ds rule does not loop), then the reserved
+    charge is authorized with the authentication — whose ECI and cryptogram the vault attaches
+    — and booked exactly as a first confirmation is (`settlement`).
+    """
+    attempt = three_d_secure.Attempt.of(intent)
+    status = ctx.connector.authentication(ctx.merchant_id, attempt.authentication).status
+    if status == "requires_action":
+        return ConfirmOutcome(intent=intent)
+    method = _intent_method(session, ctx, intent)
+    intent.three_d_secure = None
+    if status != "succeeded":
+        three_d_secure.failed(session, ctx, intent, method, attempt, status, actor)
+        return ConfirmOutcome(intent=intent)
+    three_d_secure.succeeded(session, ctx, intent, attempt, actor)
+    assessment = None
+    if ctx.risk is not None and attempt.risk_assessment is not None:
+        assessment = ctx.risk.reassess(
             session,
+            attempt.risk_assessment,
+            now=ctx.now,
+            authenticated=True,
+            policy=ctx.risk_policy,
+        )
+    intent.status = "processing"
+    charge = _new_charge(ctx, intent, method, attempt.charge)
+    session.add(charge)
+    intent.latest_charge_id = charge.id
+    if assessment is not None and assessment.action == "block":
+        RiskEngine.settle(assessment, "blocked")
+        return declined(
+            intent, charge, method, screening.FRAUDULENT, screening.blocked_outcome(assessment)
+        )
+    result = ctx.connector.authorize(
+        AuthorizationRequest(
             merchant_id=ctx.merchant_id,
             livemode=ctx.livemode,
+            charge_id=charge.id,
+            processor_token=method.processor_token,
+            amount=intent.amount,
             currency=intent.currency,
-            now=ctx.now,
-            postings=[authorization],
+            authentication=attempt.authentication,
         )
-        intent.status = "requires_capture"
-        intent.amount_capturable = intent.amount
-    else:
-        _capture_with_processor(ctx, charge, intent.amount)
-        # Authorization and capture stay two ledger transactions, written together.
-        _book_capture(session, ctx, intent, charge, intent.amount, preceding=(authorization,))
-    return ConfirmOutcome(intent=intent, charge=charge)
-
-
-def _declined(
-    intent: PaymentIntent,
-    charge: Charge,
-    method: PaymentMethod,
-    decline: Decline,
-    outcome: dict[str, Any],
-) -> ConfirmOutcome:
-    charge.status = "failed"
-    charge.failure_code = decline.code
-    charge.failure_message = decline.message
-    charge.outcome = outcome
-    intent.status = "requires_payment_method"
-    intent.last_payment_error = _last_payment_error(decline, charge, method)
-    intent.payment_method_id = None
-    return ConfirmOutcome(intent=intent, decline=decline, charge=charge)
-
-
-def _capture_with_processor(ctx: PaymentContext, charge: Charge, amount: int) -> None:
-    if charge.processor_reference is None:
-        raise ProcessorError("The charge has no authorization to capture.")
-    reference, currency = charge.processor_reference, charge.currency
-    outcome = ctx.connector.capture(reference, amount, currency)
-    if not outcome.succeeded:
-        raise ProcessorError(outcome.failure_message or "The processor refused the capture.")
-    ctx.journal.record(
-        f"capture of {amount} {currency} on {reference} for {charge.id}",
-        lambda: ctx.connector.refund(reference, f"reversal_{charge.id}", amount, currency),
     )
+    if result.authentication is not None:
+        raise ProcessorError("The processor asked for authentication again.")
+    held = assessment is not None and assessment.action == "review"
+    return after_authorization(session, ctx, intent, charge, method, assessment, result, held=held)
 
 
 def capture(
@@ -511,8 +468,8 @@ def capture(
         livemode=ctx.livemode,
         for_update=True,
     )
-    _capture_with_processor(ctx, charge, amount)
-    _book_capture(session, ctx, intent, charge, amount)
+    capture_with_processor(ctx, charge, amount)
+    book_capture(session, ctx, intent, charge, amount)
     return intent
 
 
@@ -522,6 +479,8 @@ def cancel(
     intent = get(session, ctx, intent_id, lock=True)
     if intent.status not in CANCELABLE:
         raise _unexpected_state(intent, "cancel")
+    if intent.three_d_secure is not None:
+        three_d_secure.abandon(session, ctx, intent, three_d_secure.SYSTEM)
     if intent.status == "requires_capture" and intent.latest_charge_id is not None:
         charge = get_owned(
             session,
@@ -557,3 +516,71 @@ def cancel(
     if reason == "fraudulent":
         reviews.label(session, ctx, intent.id, "fraud", "cancel")
     return intent
+
+
+TIMED_OUT = Decline(
+    "processing_error",
+    "try_again_later",
+    "The card network did not answer in time and the authorization was reversed; nothing was "
+    "charged. Try again.",
+)
+
+
+def settle_processing(
+    session: Session, ctx: PaymentContext, intent: PaymentIntent, charge: Charge
+) -> bool:
+    """A `processing` intent whose timed-out authorization is now reversed: fail it cleanly.
+
+    The janitor calls this once the vault says the reversal was acknowledged (issue 4, item 6):
+    the charge fails with Stripe's `processing_error` / `try_again_later` and the intent returns
+    to `requires_payment_method`, ready for another attempt. False if it was settled already.
+    """
+    if intent.status != "processing" or charge.status != "pending":
+        return False
+    method = _intent_method(session, ctx, intent)
+    outcome = {
+        **charge.outcome,
+        "type": "issuer_declined",
+        "network_status": "declined_by_network",
+        "reason": TIMED_OUT.decline_code,
+        "seller_message": "The card network did not answer in time; the authorization was "
+        "reversed.",
+    }
+    declined(intent, charge, method, TIMED_OUT, outcome)
+    return True
+
+
+def refresh(
+    ctx: PaymentContext,
+    intent: PaymentIntent,
+    render: Callable[[Session, PaymentIntent], dict[str, Any]],
+    *,
+    actor: three_d_secure.Actor = three_d_secure.SYSTEM,
+) -> dict[str, Any] | None:
+    """A retrieve of a `requires_action` intent whose 3-D Secure has ended: finish it now.
+
+    Stripe's intent is already `succeeded` (or `requires_capture`, or back to
+    `requires_payment_method`) when the merchant retrieves it after the redirect, so ours must be
+    too. A retrieve runs in a read-only transaction; the state change runs in a unit of work of
+    its own — one transaction for state, charge, postings and audit (P2) — with its own processor
+    journal, so a failure undoes exactly what it did. The vault is asked first, outside any
+    write lock, and nothing is written while the challenge is still open. Returns the rendered
+    intent, or None when nothing changed.
+    """
+    if intent.status != "requires_action" or intent.three_d_secure is None or ctx.db is None:
+        return None
+    attempt = three_d_secure.Attempt.of(intent)
+    if ctx.connector.authentication(ctx.merchant_id, attempt.authentication).status == (
+        "requires_action"
+    ):
+        return None
+    own = replace(ctx, journal=ProcessorJournal())
+    try:
+        with unit_of_work(ctx.db, write=True) as session:
+            locked = get(session, own, intent.id, lock=True)
+            if locked.status == "requires_action" and locked.three_d_secure is not None:
+                resume(session, own, locked, actor=actor)
+            return render(session, locked)
+    except Exception:
+        own.journal.compensate()
+        raise

@@ -36,7 +36,8 @@ class PaymentIntent(MerchantOwned, Base):
 
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32))
+    # Indexed: the worker's janitor looks for `processing` and `requires_action` intents.
+    status: Mapped[str] = mapped_column(String(32), index=True)
     capture_method: Mapped[str] = mapped_column(String(32))
     confirmation_method: Mapped[str] = mapped_column(String(32), default="automatic")
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
@@ -54,6 +55,9 @@ class PaymentIntent(MerchantOwned, Base):
     canceled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     client_secret_suffix: Mapped[str] = mapped_column(String(64))
     review_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # an open review
+    # The 3-D Secure attempt while `requires_action` (issue 4, item 7; `payments.three_d_secure`):
+    # authentication id, reserved charge id, challenge URL, return_url, reason. No card data.
+    three_d_secure: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Charge(MerchantOwned, Base):

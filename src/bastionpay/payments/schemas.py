@@ -37,6 +37,8 @@ class CreatePaymentIntent(Params):
     statement_descriptor: FormStr | None = Field(default=None, max_length=22)
     metadata: Metadata | None = None
     radar_options: RadarOptions | None = None
+    # Where the cardholder lands after 3-D Secure (issue 4, item 7), as on Stripe.
+    return_url: FormStr | None = Field(default=None, max_length=1800)
 
 
 class UpdatePaymentIntent(Params):
@@ -57,6 +59,7 @@ class ConfirmPaymentIntent(Params):
     capture_method: CaptureMethod | None = None
     receipt_email: FormStr | None = Field(default=None, max_length=512)
     radar_options: RadarOptions | None = None
+    return_url: FormStr | None = Field(default=None, max_length=1800)
 
 
 class CapturePaymentIntent(Params):

@@ -8,8 +8,12 @@ Decisions and what they do to the PaymentIntent:
   whatever its capture method; `POST /v1/reviews/{id}/approve` captures (automatic capture) or
   releases it to the merchant (manual capture); rejecting voids it. Capturing while the review is
   open is refused.
-- `request_3ds`: 3-D Secure lives in the vault (issue 4), which this build does not have yet; until
-  then the payment is held for review instead — the conservative reading of "verify first".
+- `request_3ds`: the payment goes through the vault's 3-D Secure (issue 4, item 7): nothing is
+  authorized until the cardholder authenticates; then the rules run again with
+  `three_ds_completed=True` and `:is_3ds_authenticated:` (so the rule does not ask twice) and
+  their allow / block / review applies (`intents.resume`). With a connector that has no
+  3-D Secure — the sandbox test double, `bastionpay up --no-vault` — the payment is held for
+  review instead, the conservative reading of "verify first".
 """
 
 from __future__ import annotations

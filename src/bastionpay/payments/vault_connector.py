@@ -22,9 +22,12 @@ References, and why they look the way they do:
 
 Failures fail closed (P3): a vault that cannot be reached, answers 5xx or something unexpected is
 a `ProcessorError` (502) and the caller's unit of work rolls back. An authorization whose acquirer
-did not answer and whose reversal was not acknowledged (`reversal_pending`) is also a 502
-`processing_error`: the payment is not recorded as authorized, and the vault's own worker keeps
-sending the reversal until the issuer acknowledges it (docs/vault.md, "How the api integrates").
+did not answer and whose reversal was not acknowledged (`reversal_pending`) is a *pending* result:
+the PaymentIntent shows `processing` — never succeeded — while the vault's worker keeps sending
+the reversal and the api worker's janitor settles it once acknowledged (`settle_pending`;
+docs/vault.md, "How the api integrates"). 3-D Secure: an answer of `object:
+"vault.authentication"` means nothing was sent to the acquirer and the cardholder must
+authenticate first (`AuthenticationRequired`; `authentication` reports how it ended).
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import httpx
 
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError, ResourceMissing
 from bastionpay.payments.interfaces import (
+    AuthenticationRequired,
+    AuthenticationStatus,
     AuthorizationRequest,
     AuthorizationResult,
     Decline,
@@ -378,6 +383,9 @@ def split_reference(reference: str) -> tuple[str, str]:
 class VaultConnector:
     """`ProcessorConnector` over the vault: api → vault (mTLS) → acquirer (ISO 8583)."""
 
+    # The vault decides whether a card needs 3-D Secure and serves the challenge (issue 4, item 7).
+    supports_three_d_secure = True
+
     def __init__(self, client: VaultClient) -> None:
         self.client = client
 
@@ -399,6 +407,12 @@ class VaultConnector:
             "currency": request.currency,
             "reference": request.charge_id,  # per attempt: a retried call replays (module doc)
         }
+        if request.authentication is not None:
+            body["authentication"] = request.authentication
+        if request.request_three_d_secure != "automatic":
+            body["request_three_d_secure"] = request.request_three_d_secure
+        if request.return_url is not None:
+            body["return_url"] = request.return_url
         try:
             answer = self.client.call("POST", "/authorizations", body=body)
         except VaultError as exc:
@@ -409,6 +423,8 @@ class VaultConnector:
 
     @staticmethod
     def _authorization_result(merchant_id: str, answer: dict[str, Any]) -> AuthorizationResult:
+        if answer.get("object") == "vault.authentication":
+            return _authentication_required(answer)
         status = answer.get("status")
         authorization_id = str(answer.get("id", ""))
         if status == "approved":
@@ -430,22 +446,62 @@ class VaultConnector:
             )
         if status == "reversal_pending":
             # The acquirer did not answer and did not acknowledge the reversal either: whether the
-            # issuer holds the money is unknown until the vault's worker gets the reversal through.
-            # Never "succeeded"; the confirmation fails, retryable, and nothing is recorded here.
+            # issuer holds the money is unknown until the reversal gets through. Never
+            # "succeeded": the PaymentIntent shows `processing` until the worker's janitor sees
+            # the reversal acknowledged (issue 4, item 6; jobs/janitor.py).
             log.warning(
                 "authorization %s is reversal_pending (%s); the vault keeps reversing it",
                 authorization_id,
                 answer.get("fault"),
             )
-            raise ProcessorError(
-                "The card network did not answer in time; the authorization is being reversed "
-                "and the payment was not processed. Try again.",
-                code="processing_error",
+            return AuthorizationResult(
+                approved=False,
+                pending=True,
+                reference=processor_reference(merchant_id, authorization_id),
             )
         log.error("vault authorization %s in unexpected status %s", authorization_id, status)
         raise ProcessorError(
             "The card vault could not process the payment.", code="processing_error"
         )
+
+    def authentication(self, merchant_id: str, authentication_id: str) -> AuthenticationStatus:
+        """Where the cardholder's 3-D Secure stands (the vault knows; the api asks)."""
+        if not _OBJECT_ID.fullmatch(authentication_id):
+            raise ResourceMissing("authentication", authentication_id[:64])
+        try:
+            answer = self.client.call(
+                "GET",
+                f"/authentications/{authentication_id}",
+                params={"merchant_id": merchant_id},
+            )
+        except VaultError as exc:
+            if exc.status == 404:
+                raise ResourceMissing("authentication", authentication_id) from None
+            raise _unexpected(exc) from None
+        status = answer.get("status")
+        if answer.get("id") != authentication_id or status not in _AUTHENTICATION_STATUSES:
+            log.error("vault authentication %s in unexpected status %s", authentication_id, status)
+            raise ProcessorError("The card vault sent an unexpected authentication.")
+        return AuthenticationStatus(id=authentication_id, status=status)
+
+    def settle_pending(self, reference: str) -> Literal["pending", "reversed"]:
+        """Ask the vault to send the reversal again (`/reverse`, idempotent once reversed)."""
+        merchant_id, authorization_id = split_reference(reference)
+        try:
+            answer = self.client.call(
+                "POST",
+                f"/authorizations/{authorization_id}/reverse",
+                body={"merchant_id": merchant_id},
+            )
+        except VaultError as exc:
+            raise _unexpected(exc) from None
+        status = answer.get("status")
+        if status in ("reversed", "voided"):
+            return "reversed"
+        if status != "reversal_pending":
+            log.error("pending authorization %s is now %s", authorization_id, status)
+            raise ProcessorError("The card vault reports an unexpected authorization state.")
+        return "pending"
 
     def capture(self, reference: str, amount: int, currency: str) -> OperationResult:
         merchant_id, authorization_id = split_reference(reference)
@@ -491,6 +547,33 @@ class VaultConnector:
         if answer.get("status") != "succeeded":
             return OperationResult(succeeded=False, failure_message="The refund did not succeed.")
         return OperationResult(succeeded=True, reference=str(answer.get("id")))
+
+
+_AUTHENTICATION_STATUSES: Final = ("requires_action", "succeeded", "failed", "expired")
+
+
+def _authentication_required(answer: dict[str, Any]) -> AuthorizationResult:
+    """The vault sent no `0100`: the card (or the api's request) needs 3-D Secure first."""
+    authentication_id, url = answer.get("id"), answer.get("redirect_url")
+    if (
+        answer.get("status") != "requires_action"
+        or not isinstance(authentication_id, str)
+        or not _OBJECT_ID.fullmatch(authentication_id)
+        or not isinstance(url, str)
+        or not url.startswith("https://")
+    ):
+        # A replay of an attempt whose challenge already ended: not an authorization either.
+        log.warning("vault authentication %s is %s", authentication_id, answer.get("status"))
+        raise ProcessorError(
+            "The 3-D Secure attempt for this payment has already ended; confirm again.",
+            code="processing_error",
+        )
+    return AuthorizationResult(
+        approved=False,
+        authentication=AuthenticationRequired(
+            id=authentication_id, url=url, reason=str(answer.get("reason") or "card_required")
+        ),
+    )
 
 
 def _refused(exc: VaultError) -> OperationResult:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, cast
+
+from sqlalchemy.orm import Session
 
 from bastionpay.api import render
 from bastionpay.api.pagination import paginate
 from bastionpay.api.params import ListParams, merge_metadata
 from bastionpay.api.routing import Call, Endpoint, Result
+from bastionpay.audit.events import ActorType
+from bastionpay.config import Settings
 from bastionpay.customers.models import Customer
 from bastionpay.edge.shedding import Priority
-from bastionpay.kernel.errors import CardError, InvalidRequestError
+from bastionpay.kernel.errors import (
+    CardError,
+    InvalidRequestError,
+    ProcessorError,
+    ServiceUnavailable,
+)
 from bastionpay.merchants import permissions as perm
-from bastionpay.payments import intents, methods, refunds, screening
+from bastionpay.payments import intents, methods, refunds, screening, settlement, three_d_secure
 from bastionpay.payments import schemas as s
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, PaymentMethod, Refund
@@ -31,16 +41,29 @@ def _expander(call: Call, allowed: set[str], *, list_prefix: bool = False) -> re
     return ex
 
 
+log = logging.getLogger("bastionpay.payments")
+
 PI_EXPANDABLE = {"latest_charge", "customer", "payment_method"}
+
+
+def _render_intent(intent: PaymentIntent, ex: render.Expander) -> dict[str, Any]:
+    # `next_action` comes from the 3-D Secure attempt (issue 4, item 7).
+    return three_d_secure.decorate(render.payment_intent(intent, ex), intent)
+
+
+def _actor(call: Call) -> three_d_secure.Actor:
+    kind = call.caller.actor_type
+    actor_type = cast("ActorType", kind) if kind in ("user", "oauth_client") else "api_key"
+    return three_d_secure.Actor(actor_type, call.caller.key_id)
 
 
 def _scope(model: Any, call: Call) -> list[Any]:
     return [model.merchant_id == call.caller.merchant_id, model.livemode == call.caller.livemode]
 
 
-def _intent_result(call: Call, outcome: intents.ConfirmOutcome) -> Result:
+def _intent_result(call: Call, outcome: settlement.ConfirmOutcome) -> Result:
     ex = _expander(call, PI_EXPANDABLE)
-    body = render.payment_intent(outcome.intent, ex)
+    body = _render_intent(outcome.intent, ex)
     if outcome.decline is None:
         return Result(body)
     # Stripe answers a decline with HTTP 402 and the updated PaymentIntent inside the error; the
@@ -92,15 +115,41 @@ def create_intent(call: Call) -> Result:
     intent, method = intents.create(call.session, call.ctx, _fields(p, metadata))
     if p.confirm:
         outcome = intents.confirm(
-            call.session, call.ctx, intent, method=method, risk_inputs=_risk_inputs(p.radar_options)
+            call.session,
+            call.ctx,
+            intent,
+            method=method,
+            risk_inputs=_risk_inputs(p.radar_options),
+            return_url=p.return_url,
+            actor=_actor(call),
         )
         return _intent_result(call, outcome)
-    return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
+    return Result(_render_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
 def retrieve_intent(call: Call) -> Result:
+    ex = _expander(call, PI_EXPANDABLE)
     intent = intents.get(call.session, call.ctx, call.path["id"])
-    return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
+
+    def fresh(session: Session, row: PaymentIntent) -> dict[str, Any]:
+        own = render.Expander(
+            session,
+            call.caller.merchant_id,
+            call.caller.livemode,
+            call.expand,
+            permissions=call.caller.permissions,
+        )
+        return _render_intent(row, own)
+
+    # A 3-D Secure that ended since the redirect is finished now, as on Stripe (issue 4, item 7).
+    try:
+        finished = intents.refresh(call.ctx, intent, fresh, actor=_actor(call))
+    except (ProcessorError, ServiceUnavailable) as exc:
+        # Reading must not fail because the vault or risk is down: nothing changed (the step
+        # rolled back and undid its processor work); the next retrieve or the janitor retries.
+        log.warning("could not finish 3-D Secure of %s on retrieve (%s)", intent.id, exc.code)
+        finished = None
+    return Result(finished if finished is not None else _render_intent(intent, ex))
 
 
 def update_intent(call: Call) -> Result:
@@ -108,7 +157,7 @@ def update_intent(call: Call) -> Result:
     current = intents.get(call.session, call.ctx, call.path["id"], lock=True)
     metadata = merge_metadata(current.metadata_, p.metadata) if p.metadata is not None else None
     intent = intents.update(call.session, call.ctx, current, _fields(p, None), metadata)
-    return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
+    return Result(_render_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
 def confirm_intent(call: Call) -> Result:
@@ -125,6 +174,8 @@ def confirm_intent(call: Call) -> Result:
         intent,
         p.payment_method,
         risk_inputs=_risk_inputs(p.radar_options),
+        return_url=p.return_url,
+        actor=_actor(call),
     )
     return _intent_result(call, outcome)
 
@@ -138,14 +189,14 @@ def capture_intent(call: Call) -> Result:
     intent = intents.capture(call.session, call.ctx, current, p.amount_to_capture)
     if metadata is not None:
         intent.metadata_ = metadata
-    return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
+    return Result(_render_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
 def cancel_intent(call: Call) -> Result:
     p: s.CancelPaymentIntent = call.params
     _expander(call, PI_EXPANDABLE)
     intent = intents.cancel(call.session, call.ctx, call.path["id"], p.cancellation_reason)
-    return Result(render.payment_intent(intent, _expander(call, PI_EXPANDABLE)))
+    return Result(_render_intent(intent, _expander(call, PI_EXPANDABLE)))
 
 
 def list_intents(call: Call) -> Result:
@@ -161,7 +212,7 @@ def list_intents(call: Call) -> Result:
             scope,
             p,
             "/v1/payment_intents",
-            lambda row: render.payment_intent(row, ex),
+            lambda row: _render_intent(row, ex),
         )
     )
 
@@ -177,7 +228,7 @@ def _render_charge(call: Call, row: Charge, ex: render.Expander) -> dict[str, An
     if ex.wants("payment_intent"):
         found_pi = ex.load(PaymentIntent, row.payment_intent_id)
         if found_pi is not None:
-            body["payment_intent"] = render.payment_intent(
+            body["payment_intent"] = _render_intent(
                 found_pi,
                 render.Expander(
                     call.session,
@@ -267,6 +318,12 @@ def list_refunds(call: Call) -> Result:
     if p.payment_intent is not None:
         scope.append(Refund.payment_intent_id == p.payment_intent)
     return Result(paginate(call.session, Refund, scope, p, "/v1/refunds", render.refund))
+
+
+def large_refund(params: s.CreateRefund, settings: Settings) -> bool:
+    """A refund above `step_up_refund_amount` is sensitive (I3). Without an amount a refund
+    returns everything still refundable, which the threshold cannot bound: sensitive too."""
+    return params.amount is None or params.amount > settings.step_up_refund_amount
 
 
 def retrieve_payment_method(call: Call) -> Result:
@@ -383,6 +440,7 @@ ENDPOINTS = [
         create_refund,
         audit_action="payments.refund.create",
         priority=Priority.CRITICAL,  # keeps capacity under overload (edge item 4)
+        step_up=large_refund,  # operators: a fresh second factor above the threshold (I3)
     ),
     Endpoint("GET", "/v1/refunds", perm.PAYMENTS_READ, s.ListRefunds, list_refunds),
     Endpoint("GET", "/v1/refunds/{id}", perm.PAYMENTS_READ, s.NoParams, retrieve_refund),

@@ -248,6 +248,8 @@ class MerchantRules:
         livemode: bool,
         now: int,
         attributes: dict[str, Any],
+        *,
+        three_ds_completed: bool = False,
     ) -> RuleOutcome:
         lists = SqlListStore(session, merchant_id, livemode, now)
         row = _latest(session, merchant_id, livemode)
@@ -268,4 +270,6 @@ class MerchantRules:
                 self._cache[key] = ruleset
                 while len(self._cache) > self._size:
                     self._cache.popitem(last=False)
-        return rule_outcome(ruleset.evaluate(attributes, lists))
+        return rule_outcome(
+            ruleset.evaluate(attributes, lists, three_ds_completed=three_ds_completed)
+        )

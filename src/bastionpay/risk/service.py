@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastionpay.kernel.errors import ServiceUnavailable
@@ -64,6 +65,8 @@ class Rules(Protocol):
         livemode: bool,
         now: int,
         attributes: dict[str, Any],
+        *,
+        three_ds_completed: bool = False,
     ) -> RuleOutcome: ...
 
 
@@ -249,6 +252,68 @@ class RiskEngine:
         )
         session.add(row)
         return row
+
+    def reassess(
+        self,
+        session: Session,
+        assessment_id: str,
+        *,
+        now: int,
+        authenticated: bool,
+        policy: str | None = None,
+    ) -> Assessment | None:
+        """The rules again after 3-D Secure, on the features and score recorded before it.
+
+        `three_ds_completed=True` keeps `request_3ds` rules from acting a second time (no loop),
+        and `:is_3ds_authenticated:` is set (rules/decision.py). Features are not recomputed: the
+        payment is the same, and counting its first assessment would inflate its own velocity.
+        The recorded row is updated in place. A failing rule meets the failure policy (P3).
+        """
+        row = session.scalar(select(RiskAssessment).where(RiskAssessment.id == assessment_id))
+        if row is None:
+            return None
+        attributes = {
+            **(row.features or {}),
+            "risk_score": row.score,
+            "risk_level": row.level,
+            "is_3ds_authenticated": authenticated,
+        }
+        effective_policy = policy or self.default_policy
+        try:
+            with session.begin_nested():
+                ruled = self.rules.decide(
+                    session, row.merchant_id, row.livemode, now, attributes, three_ds_completed=True
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure of risk meets the policy (P3)
+            reason = type(exc).__name__
+            METRICS.risk_failures.labels(reason, effective_policy).inc()
+            log.warning("risk re-assessment failed (%s); policy %s", reason, effective_policy)
+            if effective_policy == "closed":
+                raise ServiceUnavailable(
+                    "Risk assessment is temporarily unavailable, so this payment was not "
+                    "processed. Retry.",
+                    code="risk_unavailable",
+                ) from None
+            ruled = RuleOutcome("allow")
+        if ruled.action == "request_3ds":  # pragma: no cover - resolve() skips it once completed
+            ruled = RuleOutcome("allow", shadow=ruled.shadow)
+        row.action = ruled.action
+        row.rule = ruled.rule
+        row.shadow = ruled.shadow
+        row.reasons = (ruled.reasons + list(row.reasons or []))[:5]
+        METRICS.risk_decisions.labels(ruled.action, (ruled.rule or {}).get("id", "")).inc()
+        return Assessment(
+            id=row.id,
+            score=row.score,
+            level=row.level,  # type: ignore[arg-type]  # a Level when it was recorded
+            action=ruled.action,
+            reasons=list(row.reasons),
+            rule=ruled.rule,
+            shadow=ruled.shadow,
+            model_version=row.model_version,
+            error=row.error,
+            row=row,
+        )
 
     @staticmethod
     def settle(assessment: Assessment, outcome: str) -> None:

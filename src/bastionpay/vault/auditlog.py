@@ -53,6 +53,12 @@ VaultAction = Literal[
     "vault.authorization.void",
     "vault.authorization.reverse",
     "vault.authorization.refund",
+    # 3-D Secure (issue 4, item 7): identification and authentication of the cardholder
+    # (10.2.1.5); a refused challenge (expired, replayed, cross-site) is a failed access (10.2.1.4)
+    "vault.three_d_secure.create",
+    "vault.three_d_secure.challenge",
+    "vault.three_d_secure.complete",
+    "vault.three_d_secure.reject",
     # failed access (10.2.1.4): refused client certificates, keys, merchants
     "vault.mtls.reject",
     "vault.publishable_key.reject",

@@ -214,6 +214,11 @@ class CardNumber(_NoPickle, Secret):
         return self.reveal()[-KEEP_LAST:]
 
     @property
+    def requires_authentication(self) -> bool:
+        """Whether the issuer demands 3-D Secure for this card (issue 4, item 7)."""
+        return self.reveal() in THREE_DS_REQUIRED
+
+    @property
     def display(self) -> CardDisplay:
         """The most of the number that may be shown: BIN (first 6) and last 4 (C2)."""
         return CardDisplay(brand=self._brand, bin=self.bin6, last4=self.last4)
@@ -503,6 +508,12 @@ STRIPE_TEST_CARDS: Final[tuple[StripeTestCard, ...]] = (
     ),
 )
 STRIPE_TEST_CARDS_BY_NUMBER: Final = {card.number: card for card in STRIPE_TEST_CARDS}
+# Cards whose issuer requires 3-D Secure on every payment (Stripe's "3ds_required" cards). A real
+# vault learns this from the card scheme's directory server (EMV 3DS version lookup by BIN range);
+# the simulated network's directory is this table.
+THREE_DS_REQUIRED: Final = frozenset(
+    card.number for card in STRIPE_TEST_CARDS if card.behaviour.startswith("3ds")
+)
 STRIPE_TEST_CARDS_BY_PAYMENT_METHOD: Final = {
     card.payment_method: card for card in STRIPE_TEST_CARDS if card.payment_method is not None
 }

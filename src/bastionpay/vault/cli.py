@@ -12,9 +12,9 @@
 imports nothing from the api zone. The KEK backend is `file` (default, `<data_dir>/vault/keys/
 kek.json`) or `pkcs11` (`BASTIONPAY_VAULT_KEK_BACKEND=pkcs11` and `BASTIONPAY_PKCS11_MODULE`,
 `_TOKEN_LABEL`, `_PIN`). Output is JSON. Key operations are audited in the vault's log with the
-operator's OS user name; the key-management *permission* check (an operator session with step-up
-MFA, I3) arrives with the identity issue — until then, access to this command on the vault host
-is the control.
+operator's OS user name. This is the break-glass path: operators normally go through the api
+(`/v1/vault/keys…`, `vault:keys` permission and step-up MFA, I3), which calls the internal listener
+naming them; on the vault host, access to the host and its key files is the control.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ ever carries a card number or a CVC (C1, C2): cards are described by `tokens.car
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -23,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bastionpay.acquirer.client import ThreeDSecure
+from bastionpay.crypto.kek import KekError
 from bastionpay.edge.filtering import RequestFilter
 from bastionpay.edge.headers import SecurityHeaders
 from bastionpay.edge.respond import error_response
@@ -33,14 +34,17 @@ from bastionpay.kernel.errors import (
     PermissionDenied,
     UnrecognizedUrl,
 )
-from bastionpay.vault import auditlog, followups, keys, payments, tokens
+from bastionpay.vault import auditlog, followups, keys, payments, threeds, tokens
 from bastionpay.vault.auditlog import Origin, VaultEvent
 from bastionpay.vault.http import answer, json_object, read_body, request_id
+from bastionpay.vault.keyring import KeyringError
 from bastionpay.vault.mtls import client_of
 from bastionpay.vault.runtime import VaultRuntime
 from bastionpay.vault.tokens import Actor
 
 PREFIX: Final = "/internal/v1"
+# Operators are the api's user ids (`usr_…`).
+_OPERATOR: Final = re.compile(r"usr_[A-Za-z0-9]{1,60}")
 MAX_ID: Final = 64
 
 Body = dict[str, Any]
@@ -143,20 +147,6 @@ def _card(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> 
     )
 
 
-def _three_d_secure(value: Any) -> ThreeDSecure | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, dict)
-        or set(value) != {"eci", "cryptogram"}
-        or not all(isinstance(item, str) and 0 < len(item) <= 64 for item in value.values())
-    ):
-        raise InvalidRequestError(
-            "three_d_secure must be {eci, cryptogram}.", param="three_d_secure"
-        )
-    return ThreeDSecure(eci=value["eci"], cryptogram=value["cryptogram"])
-
-
 def _authorize(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> Any:
     fields = Fields(
         body,
@@ -166,8 +156,15 @@ def _authorize(runtime: VaultRuntime, body: Body, request: Request, actor: Actor
         "amount",
         "currency",
         "reference",
-        "three_d_secure",
+        "authentication",
+        "request_three_d_secure",
+        "return_url",
     )
+    mode = fields.text("request_three_d_secure", required=False) or "automatic"
+    if mode not in threeds.REQUEST_MODES:
+        raise InvalidRequestError(
+            "request_three_d_secure must be automatic or any.", param="request_three_d_secure"
+        )
     authorize = payments.AuthorizeRequest(
         merchant_id=fields.text("merchant_id"),
         payment_method=fields.text("payment_method"),
@@ -175,9 +172,18 @@ def _authorize(runtime: VaultRuntime, body: Body, request: Request, actor: Actor
         amount=fields.integer("amount") or 0,
         currency=fields.text("currency", limit=3),
         reference=fields.text("reference", limit=255),
-        three_d_secure=_three_d_secure(fields.raw("three_d_secure")),
+        authentication=fields.text("authentication", required=False) or None,
+        request_three_d_secure="any" if mode == "any" else "automatic",
+        return_url=fields.text("return_url", required=False, limit=threeds.MAX_RETURN_URL) or None,
     )
     return payments.authorize(runtime, authorize, actor=actor)
+
+
+def _authentication(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> Any:
+    row = threeds.load(
+        runtime, _query(request, "merchant_id"), _path(request, "authentication"), actor=actor
+    )
+    return threeds.payload(runtime, row)
 
 
 def _authorization(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> Any:
@@ -222,7 +228,58 @@ def _key_status(runtime: VaultRuntime, body: Body, request: Request, actor: Acto
     merchant_id = request.query_params.get("merchant_id") or None
     if merchant_id is not None:
         merchant_id = _query(request, "merchant_id")
+    if request.query_params.get("operator"):
+        actor = _operator(_query(request, "operator"), actor)
     return keys.status(runtime, merchant_id, actor=actor)
+
+
+def _operator(operator: str, via: Actor) -> Actor:
+    """The operator the api vouches for (C4: key operations name a person). The api checked the
+    operator's `vault:keys` permission and a fresh second factor (I3, I5) before calling; the
+    vault trusts that claim only from the api's client certificate (T2) and records both."""
+    if not _OPERATOR.fullmatch(operator):
+        raise InvalidRequestError("Missing or invalid parameter: operator.", param="operator")
+    return Actor("operator", operator, via.origin)
+
+
+def _refused(exc: KeyringError | KekError) -> InvalidRequestError:
+    # The keyring's refusals name versions and counts, never key material (C4); already audited.
+    return InvalidRequestError(
+        f"Key operation refused: {str(exc)[:200]}", code="key_operation_refused"
+    )
+
+
+def _key_rotate(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> Any:
+    fields = Fields(body, "operator", "kind", "merchant_id", "complete")
+    operator = _operator(fields.text("operator"), actor)
+    kind = fields.text("kind")
+    complete = fields.flag("complete")
+    try:
+        if kind == "kek":
+            return keys.rotate_kek(runtime, actor=operator, rewrap=complete)
+        if kind == "dek":
+            merchant_id = fields.text("merchant_id")
+            return keys.rotate_dek(runtime, merchant_id, actor=operator, reencrypt=complete)
+    except (KeyringError, KekError) as exc:
+        raise _refused(exc) from None
+    raise InvalidRequestError("kind must be kek or dek.", param="kind")
+
+
+def _key_retire(runtime: VaultRuntime, body: Body, request: Request, actor: Actor) -> Any:
+    fields = Fields(body, "operator", "kek_version", "merchant_id")
+    operator = _operator(fields.text("operator"), actor)
+    version = fields.integer("kek_version", required=False)
+    merchant_id = fields.text("merchant_id", required=False)
+    if (version is None) == (not merchant_id):
+        raise InvalidRequestError(
+            "Give exactly one of kek_version or merchant_id.", param="kek_version"
+        )
+    try:
+        if version is not None:
+            return keys.retire_kek(runtime, version, actor=operator)
+        return keys.destroy_retired_deks(runtime, merchant_id, actor=operator)
+    except (KeyringError, KekError) as exc:
+        raise _refused(exc) from None
 
 
 # --- Plumbing ------------------------------------------------------------------------------------
@@ -288,11 +345,14 @@ def create_internal_app(runtime: VaultRuntime) -> ASGIApp:
         ("GET", "/payment_methods/{payment_method}", _card),
         ("POST", "/authorizations", _authorize),
         ("GET", "/authorizations/{authorization}", _authorization),
+        ("GET", "/authentications/{authentication}", _authentication),
         ("POST", "/authorizations/{authorization}/capture", _capture),
         ("POST", "/authorizations/{authorization}/void", _void),
         ("POST", "/authorizations/{authorization}/reverse", _reverse),
         ("POST", "/authorizations/{authorization}/refunds", _refund),
         ("GET", "/keys/status", _key_status),
+        ("POST", "/keys/rotate", _key_rotate),
+        ("POST", "/keys/retire", _key_retire),
     ]
     app = Starlette(
         routes=[

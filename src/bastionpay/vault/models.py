@@ -14,6 +14,8 @@ What is stored, and what is not (C1-C4):
   SQLite's `secure_delete`, its bytes overwritten (C1, PCI DSS 3.3.1-3.3.2).
 - `vault_publishable_keys` / `vault_key_origins` — the publishable keys the api registered, as
   HMAC-SHA-256 keyed hashes only (I7), and the origins each may be used from (CORS, framing).
+- `vault_authentications` — 3-D Secure authentications: binding, status, ECI; the challenge id
+  only as a hash and never the cryptogram (recomputed when the authorization is sent).
 - `vault_authorizations` / `vault_refunds` — authorizations sent to the acquirer and their
   follow-ups: references, amounts, states, acquirer references (RRN, STAN…). Never a PAN or CVC.
 - The audit log (L1): `bastionpay.audit`'s tables, copied into this metadata so the vault keeps
@@ -92,6 +94,11 @@ class Card(VaultBase):
     funding: Mapped[str] = mapped_column(String(16))
     country: Mapped[str | None] = mapped_column(String(2), nullable=True)
     source: Mapped[str] = mapped_column(String(16))  # hosted_fields | test_card
+    # "required" when the issuer demands 3-D Secure for this card, decided from the number at
+    # tokenization, so no authorization needs a decryption to know it (issue 4, item 7).
+    three_d_secure: Mapped[str] = mapped_column(
+        String(16), default="optional", server_default="optional"
+    )
     created: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -159,6 +166,40 @@ class Authorization(VaultBase):
     three_d_secure_eci: Mapped[str | None] = mapped_column(String(2), nullable=True)
     created: Mapped[int] = mapped_column(BigInteger)
     updated: Mapped[int] = mapped_column(BigInteger)
+
+
+class Authentication(VaultBase):
+    """A 3-D Secure authentication of one payment attempt (issue 4, item 7; `vault.threeds`).
+
+    Bound to the merchant, the card, the amount and currency and the attempt's `reference` (the
+    api's charge id): the authorization that carries its result must match all of them, and the
+    reference is unique per merchant, so a result is used by one authorization at most. Only a
+    SHA-256 hash of the challenge id is stored (the id is a bearer capability in the challenge
+    URL); the cryptogram is never stored — it is recomputed with the vault's key when the
+    authorization is sent.
+    """
+
+    __tablename__ = "vault_authentications"
+    __table_args__ = (UniqueConstraint("merchant_id", "reference"),)
+
+    pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # vauthn_…
+    merchant_id: Mapped[str] = mapped_column(String(64))
+    card_id: Mapped[str] = mapped_column(String(64), index=True)
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    reference: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(16))  # card_required | requested
+    # pending | succeeded | failed (an expired pending one reads as `expired`)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    challenge_expires_at: Mapped[int] = mapped_column(BigInteger)
+    return_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    transaction_id: Mapped[str] = mapped_column(String(36))  # the dsTransID-like id in the MAC
+    eci: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
 
 
 class Refund(VaultBase):

@@ -5,6 +5,7 @@
     POST /v1/payment_methods  (and /v1/tokens)                  tokenize; publishable key (Bearer)
     OPTIONS the same two paths                                  CORS preflight
     GET  /healthz                                               liveness for the load balancer
+    GET|POST /3ds/challenge/{challenge}                         3-D Secure challenge (`challenge`)
 
 Deliberate browser policy:
 
@@ -58,6 +59,7 @@ from bastionpay.kernel.errors import (
 from bastionpay.observability.logging import get_logger
 from bastionpay.vault import auditlog, tokens
 from bastionpay.vault.auditlog import Origin, VaultEvent
+from bastionpay.vault.challenge import ChallengePages
 from bastionpay.vault.http import (
     FORM_TYPE,
     form_fields,
@@ -77,6 +79,7 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 STATIC_FILES: Final = {
     "hosted-fields.js": "text/javascript; charset=utf-8",
     "hosted-fields.css": "text/css; charset=utf-8",
+    "challenge.css": "text/css; charset=utf-8",
 }
 TOKEN_PATHS: Final = frozenset({"/v1/payment_methods", "/v1/tokens"})
 ALLOWED_REQUEST_HEADERS: Final = frozenset({"authorization", "content-type"})
@@ -171,6 +174,7 @@ class PublicVault:
         self.settings = runtime.settings
         self.proxies = parse_networks(self.settings.trusted_proxies)
         self.static = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_FILES}
+        self.challenges = ChallengePages(runtime)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -237,6 +241,18 @@ class PublicVault:
             media_type="text/html; charset=utf-8",
             headers={"content-security-policy": page_policy([])},
         )
+
+    # --- 3-D Secure challenge (issue 4, item 7; `challenge.py`) ---------------------------------
+
+    async def challenge_page(self, request: Request) -> Response:
+        ip = self.client_ip(request)
+        await self.hit(PAGE_IP, self.settings.rate_limit_page_ip, ip)
+        return await self.challenges.show(request, ip)
+
+    async def challenge_answer(self, request: Request) -> Response:
+        ip = self.client_ip(request)
+        await self.hit(PAGE_IP, self.settings.rate_limit_page_ip, ip)
+        return await self.challenges.answer(request, ip)
 
     async def static_file(self, request: Request) -> Response:
         name = str(request.path_params["name"])
@@ -420,6 +436,8 @@ def create_public_app(runtime: VaultRuntime) -> ASGIApp:
     app = Starlette(
         routes=[
             Route("/hosted-fields", vault.page, methods=["GET"]),
+            Route("/3ds/challenge/{challenge}", vault.challenge_page, methods=["GET"]),
+            Route("/3ds/challenge/{challenge}", vault.challenge_answer, methods=["POST"]),
             Route("/static/{name}", vault.static_file, methods=["GET"]),
             Route("/healthz", vault.health, methods=["GET"]),
             *(Route(path, vault.tokenize, methods=["POST"]) for path in sorted(TOKEN_PATHS)),

@@ -31,6 +31,25 @@ from bastionpay.vault.settings import VaultSettings
 from bastionpay.vault.store import SqlKeyStore, SqlRecordStore
 
 
+class PublicUrl:
+    """Where browsers reach the public listener; known once it is bound (port 0 in tests)."""
+
+    def __init__(self, configured: str | None = None) -> None:
+        self._value = configured
+        self._configured = configured is not None
+
+    def bound(self, host: str, port: int) -> None:
+        if not self._configured:
+            shown = f"[{host}]" if ":" in host else host
+            self._value = f"https://{shown}:{port}"
+
+    @property
+    def value(self) -> str:
+        if self._value is None:
+            raise RuntimeError("the public listener's address is not known yet")
+        return self._value
+
+
 @dataclass(frozen=True)
 class VaultRuntime:
     settings: VaultSettings
@@ -45,6 +64,11 @@ class VaultRuntime:
     audit_keys: AuditKeys
     acquirer: AcquirerClient
     rate_limits: RateLimits
+    # 3-D Secure (issue 4, item 7): the key of the authentication values' MAC (the vault plays the
+    # access control server), and the public address put in challenge URLs.
+    three_ds_mac: KeyedHasher
+    three_ds_challenges: KeyedHasher
+    public_url: PublicUrl
     audit_queue: AuditQueue = field(default_factory=AuditQueue)
 
     def close(self) -> None:
@@ -90,6 +114,7 @@ def build_vault_runtime(
     the_kek = kek or open_kek(settings, the_clock)
     keys, records = SqlKeyStore(db), SqlRecordStore(db)
     keys_dir = settings.keys_dir
+    three_ds_key = load_or_create_key(keys_dir / "three-ds.key")
     return VaultRuntime(
         settings=settings,
         db=db,
@@ -120,4 +145,7 @@ def build_vault_runtime(
             clock=the_clock,
         ),
         rate_limits=RateLimits(settings.redis_url),
+        three_ds_mac=KeyedHasher(three_ds_key, purpose="vault-3ds-cavv"),
+        three_ds_challenges=KeyedHasher(three_ds_key, purpose="vault-3ds-challenge"),
+        public_url=PublicUrl(settings.public_url),
     )

@@ -143,6 +143,8 @@ class VaultServer:
         self.tls = tls
         self.listeners = listeners
         self.worker = VaultWorker(runtime)
+        settings = runtime.settings
+        runtime.public_url.bound(settings.public_host or settings.host, listeners.public_port)
         self._servers = [
             _Server(internal_config(runtime, tls)),
             _Server(public_config(runtime, tls)),

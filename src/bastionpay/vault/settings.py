@@ -104,6 +104,13 @@ class VaultSettings(BaseSettings):
     # C1 / PCI DSS 3.3.2: an unused CVC is purged after this long (at most 10 minutes).
     cvc_ttl_seconds: int = Field(default=MAX_CVC_TTL_SECONDS, ge=1, le=MAX_CVC_TTL_SECONDS)
 
+    # --- 3-D Secure (issue 4, item 7) ---
+    # A challenge link lives this long and works once (the cardholder is at the checkout now).
+    three_ds_challenge_ttl_seconds: int = Field(default=600, ge=30, le=1800)
+    # The public listener's address as browsers reach it (behind the WAF in production), used in
+    # challenge URLs; unset: https://<public host>:<bound public port>.
+    public_url: str | None = None
+
     # --- The public listener (hosted fields) ---
     # Origins allowed to embed the hosted-fields page, for every merchant (frame-ancestors).
     # Each publishable key adds the origins the api registers with it.
@@ -147,6 +154,16 @@ class VaultSettings(BaseSettings):
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         return [normalise_origin(origin) for origin in value]
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("public_url must be an https:// URL without query or fragment")
+        return value.strip().rstrip("/")
 
     @field_validator("allowed_clients")
     @classmethod

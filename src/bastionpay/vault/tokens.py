@@ -182,6 +182,7 @@ def _store(
         funding=funding,
         country=country,
         source=source,
+        three_d_secure="required" if number.requires_authentication else "optional",
         created=now,
     )
     details: dict[str, Any] = {"source": source, "brand": row.brand, "cvc": sealed_cvc is not None}

@@ -66,7 +66,7 @@ def _request(**changes: object) -> AuthorizationRequest:
         "currency": "usd",
         "reference": "pi_1:1",
         "cvc": Secret("123"),
-        "three_d_secure": ThreeDSecure(eci="05", cryptogram="AAABBEg0VhI0VniQEjRWAAAAAAA="),
+        "three_d_secure": ThreeDSecure(eci="05", cryptogram="AQVINFYSNFZ4kBI0VgAAAAAAAAA="),
     }
     fields.update(changes)
     return AuthorizationRequest(**fields)  # type: ignore[arg-type]

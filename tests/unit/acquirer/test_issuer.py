@@ -74,6 +74,16 @@ def test_the_issuer_keeps_no_card_number_or_cvc(issuer: Issuer) -> None:
         ({"pan": "378282246310005", "cvc": "123"}, "N7"),  # Amex CIDs have 4 digits
         ({"pan": "4000002760003184"}, "1A"),  # needs 3-D Secure
         ({"pan": "4000002760003184", "eci": "07", "cryptogram": "AAAA"}, "1A"),  # not authenticated
+        # Fully authenticated ECI, but no well-formed authentication value (acquirer.authentication)
+        ({"pan": "4000002760003184", "eci": "05", "cryptogram": "AAAA"}, "1A"),
+        (
+            {"pan": "4000002760003184", "eci": "05", "cryptogram": "AAABBEg0VhI0VniQEjRWAAAAAAA="},
+            "1A",
+        ),
+        (
+            {"pan": "4000002760003184", "eci": "05", "cryptogram": "AQJINFYSNFZ4kBI0VgAAAAAAAAA="},
+            "1A",
+        ),
     ],
 )
 def test_declines(issuer: Issuer, changes: dict[str, Any], code: str) -> None:
@@ -90,7 +100,7 @@ def test_the_current_month_has_not_expired(issuer: Issuer) -> None:
 
 
 def test_three_d_secure_results_unlock_the_cards_that_need_them(issuer: Issuer) -> None:
-    authenticated = {"eci": "05", "cryptogram": "AAABBEg0VhI0VniQEjRWAAAAAAA="}
+    authenticated = {"eci": "05", "cryptogram": "AQVINFYSNFZ4kBI0VgAAAAAAAAA="}
     assert issuer.authorize(_auth("RRN000000001", pan="4000002760003184", **authenticated)).approved
     after = issuer.authorize(_auth("RRN000000002", pan="4000008260003178", **authenticated))
     assert after.response_code == "51"

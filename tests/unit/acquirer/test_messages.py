@@ -43,7 +43,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "13": "1128",
         "14": "3012",
         "22": "812",
-        "48": encode_private_data({"92": CVC, "42": "05", "43": "AAABBEg0VhI0VniQEjRWAAAAAAA="}),
+        "48": encode_private_data({"92": CVC, "42": "05", "43": "AQVINFYSNFZ4kBI0VgAAAAAAAAA="}),
     },
     "0110": {**TRACE, "3": "000000", "38": "3YR1AI", "39": "00", "44": "M"},
     "0200": {
