@@ -1,16 +1,19 @@
 """Security review of the identity issue (issue 5): each test is an attack that must fail.
 
-Tests marked `xfail(strict=True)` prove a weakness whose fix lies outside the identity/OAuth
-packages (the lead's `identity/views.py`, `api/pipeline.py` …): they pass once it is fixed, and
-the strict marker then turns them red so the marker is removed. The others are regression tests
-for weaknesses fixed in `identity/` or `oauth/` (SECURITY-REQUIREMENTS I2, I3, I5, I6).
+Each was first written as a failing test proving the weakness, then kept as the regression test
+of its fix (SECURITY-REQUIREMENTS I2, I3, I5, I6, I7): secret keys only for those who hold every
+merchant permission, apps bounded by their registrant, step-up for invitations and write-scope
+consent, no secret kept in the idempotency store, lockout on second-factor guessing, invitations
+that die with their inviter's authority, logins in flight when an account locks.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import secrets
 from collections.abc import Iterator
-from typing import Any
+from urllib.parse import urlencode
 
 import pyotp
 import pytest
@@ -29,12 +32,18 @@ from tests.functional.test_identity_web import (
 )
 
 from bastionpay import bootstrap
+from bastionpay.api.app import create_app
+from bastionpay.audit.events import Origin
 from bastionpay.db.uow import unit_of_work
 from bastionpay.edge.headers import SecurityHeaders
+from bastionpay.idempotency.models import IdempotencyRecord
+from bastionpay.identity import accounts, invitations, login
 from bastionpay.identity.models import User
+from bastionpay.identity.passwords import InvalidCredentials, passwords_for
+from bastionpay.identity.sessions import SESSION_COOKIE
 from bastionpay.identity.web import core as web_core
 from bastionpay.kernel.clock import FrozenClock
-from bastionpay.kernel.errors import PermissionDenied
+from bastionpay.kernel.errors import InvalidRequestError, PermissionDenied
 from bastionpay.oauth import clients as oauth_clients
 from bastionpay.runtime import Runtime
 
@@ -64,8 +73,6 @@ def rt(
 
 @pytest.fixture(scope="module")
 def app(rt: Runtime) -> SecurityHeaders:
-    from bastionpay.api.app import create_app
-
     mounted = create_app(rt)
     assert isinstance(mounted, SecurityHeaders)
     return mounted
@@ -87,18 +94,8 @@ def _fresh(rt: Runtime, role: str, merchant_id: str) -> OperatorSession:
 # --- I5: no operator hands out more than their role holds ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "identity/views.py create_key: an unrestricted secret key holds every merchant "
-        "permission, so a developer or admin (keys:manage) mints a key with refunds:write / "
-        "audit:read their role lacks (I5, PCI 10.3.1)"
-    ),
-)
 @pytest.mark.parametrize("role", ["developer", "admin"])
-def test_operator_cannot_mint_a_secret_key_stronger_than_their_role(
-    rt: Runtime, role: str
-) -> None:
+def test_operator_cannot_mint_a_secret_key_stronger_than_their_role(rt: Runtime, role: str) -> None:
     merchant_id = _merchant(rt, f"Review keys {role}")
     operator = _fresh(rt, role, merchant_id)
     assert "audit:read" not in operator.permissions
@@ -112,14 +109,6 @@ def test_operator_cannot_mint_a_secret_key_stronger_than_their_role(
         assert api.get("/v1/audit_events").status_code == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "identity/views.py register_app does not bound the app's scopes by the registering "
-        "operator's permissions; client_credentials then yields a token with those scopes "
-        "(principals.token_caller allows MERCHANT_PERMISSIONS for app-only tokens) (I5, I6)"
-    ),
-)
 def test_developer_cannot_give_an_app_scopes_beyond_their_role(rt: Runtime) -> None:
     merchant_id = _merchant(rt, "Review apps")
     developer = _fresh(rt, "developer", merchant_id)
@@ -174,14 +163,6 @@ def test_register_client_refuses_scopes_beyond_the_registrant(rt: Runtime) -> No
 # --- I3: step-up cannot be side-stepped ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "identity/views.py: POST /v1/invitations has no step_up; a stolen session without a "
-        "fresh second factor invites an attacker-controlled owner/admin, which is a role grant "
-        "that step-up protects on POST /v1/users/{id} (I3)"
-    ),
-)
 def test_inviting_staff_needs_step_up(rt: Runtime) -> None:
     merchant_id = _merchant(rt, "Review invitations")
     stale = operator_session(rt, "owner", merchant_id, mfa_at=None)
@@ -268,3 +249,172 @@ def test_a_locked_account_cannot_step_up_even_with_the_right_code(
         step_up = get_page(client, "/account/step-up").form("/account/step-up", factor="totp")
         step_up["code"] = next_code(clock, person.secret)
         assert client.post("/account/step-up", data=step_up).status_code == 401
+
+
+# --- I7: a secret shown once is stored nowhere in clear ------------------------------------------
+
+
+def test_a_new_secret_key_is_not_kept_in_clear_by_idempotency(rt: Runtime) -> None:
+    merchant_id = _merchant(rt, "Review idempotency")
+    owner = _fresh(rt, "owner", merchant_id)
+    with api_client(rt, None) as client:
+        created = client.post(
+            "/v1/api_keys",
+            data={"type": "secret"},
+            headers={**owner.headers(), "Idempotency-Key": "review-key-1"},
+        )
+    assert created.status_code == 200, created.text
+    secret = created.json()["secret"]
+    with unit_of_work(rt.db, write=False) as s:
+        bodies = s.scalars(
+            select(IdempotencyRecord.response_body).where(
+                IdempotencyRecord.merchant_id == merchant_id
+            )
+        ).all()
+    assert bodies, "the request was recorded for replay"
+    assert not any(secret in (body or "") for body in bodies)
+
+
+# --- I5: an invitation is only as good as its inviter --------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["disabled", "demoted"])
+def test_an_invitation_dies_with_its_inviters_authority(rt: Runtime, change: str) -> None:
+    """An admin invites an address they control, then is fired (disabled) or demoted: the
+    7-day link must not keep their power alive as a fresh admin account (I5, I7)."""
+    merchant_id = _merchant(rt, f"Review invitation {change}")
+    owner = operator_session(rt, "owner", merchant_id)
+    admin = operator_session(rt, "admin", merchant_id)
+    now = rt.clock.now()
+    with unit_of_work(rt.db, write=True) as s:
+        _invitation, token = invitations.invite(
+            s,
+            rt.identity_keys,
+            merchant_id=merchant_id,
+            email=f"backdoor-{change}@evil.example",
+            role="admin",
+            invited_by=admin.user_id,
+            now=now,
+            ttl=rt.settings.invitation_ttl_seconds,
+        )
+    with unit_of_work(rt.db, write=True) as s:
+        if change == "disabled":
+            accounts.disable_user(s, admin.user_id, now=now, reason="security")
+        else:
+            accounts.change_role(s, admin.user_id, "analyst", now=now)
+    with unit_of_work(rt.db, write=True) as s, pytest.raises(InvalidRequestError) as refused:
+        invitations.accept_invitation(
+            s,
+            rt.identity_keys,
+            passwords_for(rt.settings),
+            token=token,
+            password="a long passphrase 2026 ok",
+            now=now + 60,
+        )
+    assert refused.value.code == "invitation_invalid"
+    assert owner.user_id  # the merchant keeps its owner; only the fired admin's link dies
+
+
+# --- I3/I6: consenting to an app is minting a credential ------------------------------------------
+
+
+def _authorize_url(client_id: str, scope: str) -> str:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": "https://app.example/callback",
+            "scope": scope,
+            "state": "s1",
+            "code_challenge": challenge.decode().rstrip("="),
+            "code_challenge_method": "S256",
+        }
+    )
+    return f"/oauth/authorize?{query}"
+
+
+def _public_app(rt: Runtime, merchant_id: str, scopes: list[str]) -> str:
+    with unit_of_work(rt.db, write=True) as s:
+        client, _secret = oauth_clients.register_client(
+            s,
+            rt.identity_keys,
+            merchant_id=merchant_id,
+            name="Native app",
+            redirect_uris=["https://app.example/callback"],
+            public=True,
+            scopes=scopes,
+            now=rt.clock.now(),
+        )
+        return client.client_id
+
+
+def test_consenting_to_write_scopes_needs_step_up(rt: Runtime, app: SecurityHeaders) -> None:
+    """A stolen session (no fresh second factor) must not turn itself into a 30-day refresh-token
+    family with refunds:write through a public client (no secret: whoever holds the code and
+    its PKCE verifier gets the tokens) — tokens that are never asked for step-up (I3, I6)."""
+    merchant_id = _merchant(rt, "Review consent")
+    client_id = _public_app(rt, merchant_id, ["payments:read", "refunds:write"])
+    stale = operator_session(rt, "owner", merchant_id, mfa_at=None)
+    url = _authorize_url(client_id, "payments:read refunds:write")
+    with _browser(app) as browser:
+        browser.cookies.set(SESSION_COOKIE, stale.token)
+        page = browser.get(url)
+        assert page.status_code == 303, page.text[:300]
+        assert location(page).startswith("/account/step-up?next=%2Foauth%2Fauthorize")
+        # Posting the decision directly (the CSRF token is derivable by the session holder's
+        # own page) gets no code either.
+        posted = browser.post(url, data={"csrf_token": stale.csrf_token, "decision": "allow"})
+        assert posted.status_code == 303
+        assert "code=" not in posted.headers["location"]
+    # With a fresh proof the consent page is shown as before.
+    fresh = _fresh(rt, "owner", merchant_id)
+    with _browser(app) as browser:
+        browser.cookies.set(SESSION_COOKIE, fresh.token)
+        assert browser.get(url).status_code == 200
+        granted = browser.post(url, data={"csrf_token": fresh.csrf_token, "decision": "allow"})
+        assert granted.status_code == 302 and "code=" in granted.headers["location"]
+
+
+# --- I2: the lock holds against requests already in flight -------------------------------------
+
+
+@pytest.mark.parametrize("change", ["locked", "disabled"])
+def test_a_login_in_flight_when_the_account_is_locked_fails(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Guesses sent in parallel all read the account before the 10th failure locks it, then spend
+    ~0.2 s in argon2: the one holding the right password must not get in once the lock (or a
+    disabling) has been committed meanwhile (I2: lockout after at most 10 attempts)."""
+    merchant_id = _merchant(rt, f"Review race {change}")
+    with unit_of_work(rt.db, write=True) as s:
+        user = accounts.create_user(
+            s,
+            passwords_for(rt.settings),
+            email=f"race-{change}-{secrets.token_hex(4)}@example.test",
+            role="developer",
+            merchant_id=merchant_id,
+            password=PASSWORD,
+            now=rt.clock.now(),
+        )
+        user_id, email = user.id, user.email
+    shared = passwords_for(rt.settings)
+    original = shared.verify
+
+    def verify_while_a_parallel_guess_locks(stored_hash: str, password: str) -> None:
+        original(stored_hash, password)
+        with unit_of_work(rt.db, write=True) as s:
+            row = s.scalars(select(User).where(User.id == user_id)).one()
+            if change == "locked":
+                row.locked_until = rt.clock.now() + rt.settings.lockout_seconds
+            else:
+                row.status = "disabled"
+
+    monkeypatch.setattr(shared, "verify", verify_while_a_parallel_guess_locks)
+    origin = Origin(ip=f"10.9.{secrets.randbelow(250)}.{secrets.randbelow(250)}")
+    with pytest.raises(InvalidCredentials):
+        login.password_login(rt, email=email, password=PASSWORD, origin=origin)
+    row = _user_row(rt, user_id)
+    if change == "locked":
+        assert row.locked_until is not None  # the lock is not lifted by the late success

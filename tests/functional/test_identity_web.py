@@ -837,7 +837,17 @@ def test_a_logged_in_operator_uses_v1_with_the_page_csrf_token(
         totp.confirm_enrollment(s, rt.identity_keys, user, started.credential_id, code, now=now)
         person = Person(id=user.id, email=user.email, secret=started.secret_b32)
     with browser(app) as client:
-        log_in(client, clock, person)
+        assert password_step(client, person.email) == "/login/mfa"
+        with unit_of_work(rt.db, write=False) as s:
+            assert s.get(User, user.pk) is not None
+            # The password alone is not a login (I7: it must not keep an account "active").
+            assert s.scalar(select(User.last_login_at).where(User.id == person.id)) is None
+        form = get_page(client, "/login/mfa").form("/login/mfa", factor="totp")
+        form["code"] = next_code(clock, started.secret_b32)
+        assert location(client.post("/login/mfa", data=form)) == "/account"
+        with unit_of_work(rt.db, write=False) as s:
+            last = s.scalar(select(User.last_login_at).where(User.id == person.id))
+        assert last == clock.now()
         token = get_page(client, "/account").form("/logout")["csrf_token"]
         created = client.post(
             "/v1/customers", data={"email": "buyer@example.test"}, headers={"X-CSRF-Token": token}

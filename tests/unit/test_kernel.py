@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 
-from bastionpay.kernel import money
-from bastionpay.kernel.ids import new_id
+from bastionpay.kernel import ids, money
+from bastionpay.kernel.ids import new_id, random_base62
 from bastionpay.kernel.secrets import MASK, Secret
 
 
@@ -62,3 +63,24 @@ def test_secret_never_prints_and_compares_in_constant_time() -> None:
     assert secret == Secret("sk_test_abc")
     assert secret != Secret("sk_test_abd")
     assert secret.reveal() == "sk_test_abc"
+
+
+def test_id_digits_reject_high_bytes_and_map_the_rest_evenly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bytes 248–255 are dropped (no modulo bias); 0–247 map 4-to-1 onto the 62 digits."""
+    draws = iter([bytes([255, 248, 0, 61, 62, 247]) + bytes(30), bytes(40)])
+    monkeypatch.setattr(ids.secrets, "token_bytes", lambda n: next(draws))
+    assert ids.random_base62(4) == "0Z0Z"  # 0 → '0', 61 → 'Z', 62 → '0', 247 → 'Z'
+    # Every digit has exactly four preimages among the accepted bytes.
+    mapped = bytes(range(248)).translate(ids._TO_DIGIT, ids._REJECTED).decode()
+    assert len(mapped) == 248
+    assert all(mapped.count(c) == 4 for c in set(mapped)) and len(set(mapped)) == 62
+
+
+def test_id_digits_are_roughly_uniform() -> None:
+    counts = Counter("".join(random_base62(24) for _ in range(10_000)))
+    expected = 240_000 / 62
+    chi_square = sum((counts[c] - expected) ** 2 / expected for c in counts)
+    # 61 degrees of freedom: p < 1e-6 beyond ~125; a biased mapping lands in the thousands.
+    assert len(counts) == 62 and chi_square < 125

@@ -309,6 +309,22 @@ def _session_caller(
     return caller
 
 
+SHOWN_ONCE = "(shown once, when created; not replayed)"
+
+
+def _replayable(endpoint: Endpoint, result: Result, body: str) -> str:
+    """What the idempotency store keeps for replay: the answer without the secrets shown once
+    (a new API key, an app's client secret, an invitation link), which must not sit in the
+    database in clear (I7). A retry still creates nothing twice; it gets the object without them."""
+    if not endpoint.secret_fields:
+        return body
+    redacted = {
+        name: SHOWN_ONCE if name in endpoint.secret_fields else value
+        for name, value in result.body.items()
+    }
+    return dumps(redacted)
+
+
 def _presented_type(presented: str | None, incoming: Incoming) -> ActorType:
     if presented is None and incoming.session_token is not None:
         return "user"
@@ -404,7 +420,9 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
                 )
             body = dumps(result.body)
             if reservation is not None:
-                idempotency.complete(session, reservation, result.status, body)
+                idempotency.complete(
+                    session, reservation, result.status, _replayable(endpoint, result, body)
+                )
             if endpoint.writes and stale:
                 merchants.touch_last_used(session, key_pk, now)
                 stale = False

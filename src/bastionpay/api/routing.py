@@ -72,6 +72,8 @@ class Endpoint:
     # Platform-wide operations (vault key management): no merchant account is involved, so a
     # platform operator need not name one. Only platform permissions may guard them.
     platform: bool = False
+    # Top-level response fields shown once (a new secret): never stored for idempotent replay (I7).
+    secret_fields: tuple[str, ...] = ()
 
     @property
     def admission_priority(self) -> Priority:

@@ -179,6 +179,19 @@ def accept_invitation(
         or invitation.expires_at <= now
     ):
         raise invalid
+    if invitation.invited_by != CLI_INVITER:
+        # The link carries the inviter's authority, so it must still be theirs to give: an
+        # inviter disabled or demoted since (fired, compromised) leaves no live backdoor account
+        # for 7 days (I5). Same answer as any other dead link.
+        try:
+            _check_inviter(
+                session,
+                invitation.invited_by,
+                merchant_id=invitation.merchant_id,
+                role=invitation.role,
+            )
+        except PermissionDenied:
+            raise invalid from None
     if accounts.find_user_by_email(session, invitation.email) is not None:
         # The invitee owns the address (the link reached them), so telling them leaks nothing.
         raise InvalidRequestError(

@@ -54,8 +54,9 @@ def check_login_limits(runtime: Runtime, *, email: str, ip: str | None) -> None:
 def password_login(runtime: Runtime, *, email: str, password: str, origin: audit.Origin) -> User:
     """The user whose password this is, or InvalidCredentials (after counting and auditing).
 
-    On success the failure counter and any expired lock are cleared, `last_login_at` is set and
-    the hash is upgraded if the argon2 parameters changed. The caller audits
+    On success the failure counter and any expired lock are cleared and the hash is upgraded if
+    the argon2 parameters changed; `last_login_at` is set by the web layer once the second factor
+    is proven too (a password alone is not a login, I3, I7). The caller audits
     `identity.login.success` once the second factor is proven (I3).
     """
     address = email.strip().lower()
@@ -86,13 +87,27 @@ def password_login(runtime: Runtime, *, email: str, password: str, origin: audit
     new_hash = passwords.hash(password) if passwords.needs_rehash(user.password_hash) else None
     with unit_of_work(runtime.db, write=True) as session:
         row = _lock_row(session, user.id)
-        row.failed_logins = 0
-        row.locked_until = None
-        row.last_login_at = now
-        # Only over the hash just verified: a concurrent password change wins.
-        if new_hash is not None and row.password_hash == user.password_hash:
-            row.password_hash = new_hash
-        return row
+        # Checked again under the row lock: guesses sent in parallel all read the account before
+        # the 10th failure locked it, and one of them may hold the right password (I2: at most
+        # 10 attempts). A disabling committed meanwhile wins the same way.
+        late = _refusal(row, now)
+        if late is None:
+            row.failed_logins = 0
+            row.locked_until = None
+            # Only over the hash just verified: a concurrent password change wins.
+            if new_hash is not None and row.password_hash == user.password_hash:
+                row.password_hash = new_hash
+            return row
+    _audit_failure(runtime, user, origin, reason=late)
+    raise InvalidCredentials
+
+
+def _refusal(row: User, now: int) -> str | None:
+    if row.status != "active":
+        return "disabled"
+    if row.locked_until is not None and row.locked_until > now:
+        return "locked"
+    return None
 
 
 def _lock_row(session: Session, user_id: str) -> User:

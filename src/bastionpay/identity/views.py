@@ -25,6 +25,7 @@ from bastionpay.kernel.errors import InvalidRequestError, PermissionDenied, Reso
 from bastionpay.merchants import permissions as perm
 from bastionpay.merchants import service as merchants
 from bastionpay.merchants.models import ApiKey
+from bastionpay.merchants.permissions import ALL_PERMISSIONS
 from bastionpay.oauth import clients as oauth_clients
 from bastionpay.payments.vault_connector import card_vault
 
@@ -119,6 +120,14 @@ def create_key(call: Call) -> Result:
             "Only restricted keys take a list of permissions.", param="permissions"
         )
     requested = frozenset(p.permissions or ())
+    if p.type == "secret" and not call.caller.permissions >= ALL_PERMISSIONS:
+        # A secret key holds every merchant permission: only someone who holds them all may
+        # mint one; the others issue restricted keys within their role (I5, PCI DSS 10.3.1).
+        raise PermissionDenied(
+            "Your role cannot create a secret key; create a restricted key with the "
+            "permissions you hold.",
+            code="insufficient_permissions",
+        )
     if not requested <= call.caller.permissions:
         # Nobody hands out more than they hold (I5).
         raise PermissionDenied(
@@ -251,6 +260,8 @@ def register_app(call: Call) -> Result:
         now=call.ctx.now,
         livemode=call.caller.livemode,
         actor_id=call.caller.key_id,
+        # An app gets no scope its registrant does not hold (I5, I6).
+        grantor_permissions=call.caller.permissions,
     )
     body = oauth_clients.render_client(client)
     if secret is not None:
@@ -278,6 +289,7 @@ ENDPOINTS = [
         create_key,
         audit_action="merchant.api_key.create",
         step_up=always,
+        secret_fields=("secret",),
     ),
     Endpoint(
         "DELETE",
@@ -313,9 +325,20 @@ ENDPOINTS = [
         perm.USERS_MANAGE,
         Invite,
         invite,
+        # Granting a role to a new address is as sensitive as changing one (I3).
+        step_up=always,
+        secret_fields=("url",),
     ),
     # OAuth clients audit their own creation and revocation (oauth.client.*).
     Endpoint("GET", "/v1/apps", perm.APPS_MANAGE, ListParams, list_apps),
-    Endpoint("POST", "/v1/apps", perm.APPS_MANAGE, RegisterApp, register_app, step_up=always),
+    Endpoint(
+        "POST",
+        "/v1/apps",
+        perm.APPS_MANAGE,
+        RegisterApp,
+        register_app,
+        step_up=always,
+        secret_fields=("client_secret",),
+    ),
     Endpoint("DELETE", "/v1/apps/{id}", perm.APPS_MANAGE, NoParams, revoke_app, step_up=always),
 ]

@@ -35,12 +35,18 @@ from bastionpay.edge.networks import client_address, parse_networks
 from bastionpay.edge.ratelimit import OAUTH_IP
 from bastionpay.edge.respond import error_response
 from bastionpay.identity import csrf
+from bastionpay.identity.mfa.stepup import require_step_up
 from bastionpay.identity.models import User, UserSession
 from bastionpay.identity.roles import permissions_for
 from bastionpay.identity.sessions import SESSION_COOKIE
 from bastionpay.identity.web import current_user as session_user
 from bastionpay.identity.web.http import check_same_origin
-from bastionpay.kernel.errors import PermissionDenied, RateLimited, ServiceUnavailable
+from bastionpay.kernel.errors import (
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+    StepUpRequired,
+)
 from bastionpay.kernel.ids import new_id
 from bastionpay.merchants import permissions as p
 from bastionpay.oauth.clients import SCOPES
@@ -67,6 +73,22 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 PAGE_CSP: Final = (
     "default-src 'none'; style-src 'self'; form-action 'self'{extra}; "
     "frame-ancestors 'none'; base-uri 'none'"
+)
+
+# Consenting to these mints a credential that changes money or data, or reads the audit log, for
+# as long as the refresh family lives (30 days) — and app tokens are never asked for step-up at
+# `/v1`. So, like creating an API key, it needs a second factor proven within minutes (I3): a
+# stolen session alone must not become a long-lived token through a public client (no secret:
+# whoever holds the code and its PKCE verifier gets the tokens).
+STEP_UP_SCOPES: Final = frozenset(
+    {
+        p.PAYMENTS_WRITE,
+        p.REFUNDS_WRITE,
+        p.CUSTOMERS_WRITE,
+        p.AUDIT_READ,
+        p.RISK_REVIEW,
+        p.RISK_WRITE,
+    }
 )
 
 SCOPE_WORDS: Final[dict[str, str]] = {
@@ -216,7 +238,7 @@ def routes(runtime: Runtime, *, current_user: CurrentUser | None = None) -> list
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
-        user, _user_session = found
+        user, user_session = found
         decision: str | None = None
         session_token = request.cookies.get(SESSION_COOKIE, "")
         if request.method == "POST":
@@ -235,7 +257,15 @@ def routes(runtime: Runtime, *, current_user: CurrentUser | None = None) -> list
         result: Response | _Page = await anyio.to_thread.run_sync(
             run,
             origin_of(request),
-            lambda server: _authorize(server, req, user, decision, csrf_token, request.url.query),
+            lambda server: _authorize(
+                server,
+                req,
+                user,
+                decision,
+                csrf_token,
+                request.url.query,
+                step_up_fresh=_step_up_fresh(runtime, user_session),
+            ),
         )
         return result if isinstance(result, Response) else _page(result)
 
@@ -249,6 +279,18 @@ def routes(runtime: Runtime, *, current_user: CurrentUser | None = None) -> list
     ]
 
 
+def _step_up_fresh(runtime: Runtime, user_session: UserSession) -> bool:
+    try:
+        require_step_up(
+            user_session,
+            now=runtime.clock.now(),
+            max_age=runtime.settings.step_up_max_age_seconds,
+        )
+    except StepUpRequired:
+        return False
+    return True
+
+
 def _authorize(
     server: OAuthServer,
     req: IncomingRequest,
@@ -256,6 +298,8 @@ def _authorize(
     decision: str | None,
     csrf_token: str,
     query: str,
+    *,
+    step_up_fresh: bool,
 ) -> Response | _Page:
     ctx = server.ctx
     oauth_request = server.create_oauth2_request(req)
@@ -296,6 +340,21 @@ def _authorize(
         return refuse("other_merchant")
     if not grantable:
         return refuse("no_scope_held")
+    if decision != "deny" and not step_up_fresh and STEP_UP_SCOPES.intersection(grantable):
+        # Prove a factor again, then come back to this very request (I3 step-up).
+        ctx.audit(
+            "identity.step_up.required",
+            "denied",
+            actor_type="user",
+            actor_id=user.id,
+            merchant_id=client.merchant_id,
+            livemode=client.livemode,
+            target_type="oauth_client",
+            target_id=client.client_id,
+            details={"scopes": sorted(STEP_UP_SCOPES.intersection(grantable))},
+        )
+        back = quote("/oauth/authorize?" + query, safe="")
+        return RedirectResponse(f"/account/step-up?next={back}", status_code=303)
     if decision is None:
         return _consent_page(
             client.name, grantable, withheld, csrf_token, query, grant.redirect_uri

@@ -135,8 +135,11 @@ def render(row: Authentication, card: Card, challenge: str) -> Response:
     return Response(body, media_type="text/html; charset=utf-8", headers=_headers(row.return_url))
 
 
-def cross_site(request: Request) -> bool:
-    """A browser's cross-site POST (CSRF), judged by `Origin` and `Sec-Fetch-Site`."""
+def cross_site(request: Request, public_url: str | None = None) -> bool:
+    """A browser's cross-site POST (CSRF), judged by `Origin` and `Sec-Fetch-Site`.
+
+    Our own origin is the one the browser used (`Host`) or, behind the WAF, `PUBLIC_URL`'s.
+    """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return True
@@ -145,7 +148,12 @@ def cross_site(request: Request) -> bool:
         return False  # not a browser form (browsers send Origin on every POST)
     host = request.headers.get("host", "")
     try:
-        return normalise_origin(origin) != normalise_origin(f"https://{host}")
+        own = {normalise_origin(f"https://{host}")}
+        if public_url is not None:
+            own.add(
+                normalise_origin(f"{urlsplit(public_url).scheme}://{urlsplit(public_url).netloc}")
+            )
+        return normalise_origin(origin) not in own
     except ValueError:
         return True  # `null`, or not an origin at all
 
@@ -178,7 +186,7 @@ class ChallengePages:
     async def answer(self, request: Request, ip: str) -> Response:
         challenge = str(request.path_params["challenge"])
         actor = self.actor(request, ip)
-        if cross_site(request):
+        if cross_site(request, self.runtime.settings.public_url):
             found = await run_in_threadpool(threeds.find_challenge, self.runtime, challenge)
             await run_in_threadpool(
                 threeds.reject, self.runtime, found[0] if found else None, actor, "cross_site"

@@ -214,3 +214,26 @@ def test_another_merchant_cannot_read_or_use_an_authentication(runtime: VaultRun
 def test_return_urls_must_be_absolute_web_urls(url: str) -> None:
     with pytest.raises(InvalidRequestError):
         threeds.check_return_url(url)
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({}, False),  # not a browser: no Origin
+        ({"origin": "https://127.0.0.1:8445"}, False),
+        ({"origin": "https://pay.example"}, False),  # PUBLIC_URL behind the WAF
+        ({"origin": "https://evil.example"}, True),
+        ({"origin": "null"}, True),
+        ({"sec-fetch-site": "cross-site"}, True),
+        ({"sec-fetch-site": "same-site"}, True),
+        ({"sec-fetch-site": "same-origin", "origin": "https://127.0.0.1:8445"}, False),
+    ],
+)
+def test_cross_site_posts_are_recognised(headers: dict[str, str], refused: bool) -> None:
+    from starlette.requests import Request  # noqa: PLC0415 - only this test builds requests
+
+    from bastionpay.vault.challenge import cross_site  # noqa: PLC0415
+
+    raw = [(b"host", b"127.0.0.1:8445")] + [(k.encode(), v.encode()) for k, v in headers.items()]
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
+    assert cross_site(request, "https://pay.example") is refused

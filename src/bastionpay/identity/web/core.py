@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar
 
 import anyio.to_thread
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -199,6 +200,9 @@ class Core:
             settings=self.settings,
         )
         sessions.record_mfa(session, issued.record, now=now)
+        # A login is complete only with the second factor: a password alone must not keep a
+        # leaked, dormant account from the 90-day inactivity disable (I7).
+        session.execute(update(User).where(User.id == current.user.id).values(last_login_at=now))
         record(
             session,
             user_event(
