@@ -15,6 +15,7 @@ Afterwards no card number appears in any api response or log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
@@ -45,13 +46,18 @@ GARBAGE = ("4000009900000418", "123")
 NUMBERS = tuple(card[0] for card in (SLOW, NO_ANSWER, DROP, GARBAGE))
 
 
-def _client(platform: Any, secret_key: str, bodies: list[bytes]) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        secret_key,
-        base_addresses={"api": platform.api_url},
-        http_client=RecordingHTTPClient(platform.ca_file, bodies),
-        max_network_retries=0,
-    )
+@contextlib.contextmanager
+def _client(platform: Any, secret_key: str, bodies: list[bytes]) -> Iterator[stripe.StripeClient]:
+    http_client = RecordingHTTPClient(platform.ca_file, bodies)
+    try:
+        yield stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": platform.api_url},
+            http_client=http_client,
+            max_network_retries=0,
+        )
+    finally:
+        http_client.close()
 
 
 def _pay(client: stripe.StripeClient, pm: str) -> Any:
@@ -74,9 +80,12 @@ def test_each_acquirer_fault_through_the_stripe_sdk(
 ) -> None:
     merchant = _merchant_with_vault(platform, run_info)
     bodies: list[bytes] = []
-    client = _client(platform, merchant["secret_key"], bodies)
-    key = merchant["publishable_key"]
+    with _client(platform, merchant["secret_key"], bodies) as client:
+        _each_fault(client, browser, merchant["publishable_key"])
+    _scan(platform, bodies)
 
+
+def _each_fault(client: stripe.StripeClient, browser: httpx.Client, key: str) -> None:
     started = time.monotonic()
     slow = _pay(client, _tokenize(browser, key, SLOW))
     assert slow.status == "succeeded"  # answered after the slow delay, within the timeout
@@ -94,7 +103,6 @@ def test_each_acquirer_fault_through_the_stripe_sdk(
         assert intent.amount_received == 0
         charge = client.v1.charges.retrieve(intent.latest_charge)
         assert (charge.status, charge.captured) == ("failed", False)
-    _scan(platform, bodies)
 
 
 @pytest.fixture
@@ -125,13 +133,18 @@ def test_an_unanswered_reversal_shows_processing_until_the_janitor_settles_it(
     info: dict[str, Any] = json.loads((platform.data_dir / "run.json").read_text())
     merchant = _merchant_with_vault(platform, info)
     bodies: list[bytes] = []
-    client = _client(platform, merchant["secret_key"], bodies)
     with httpx.Client(
         base_url=info["vault_public_url"],
         verify=ssl.create_default_context(cafile=platform.ca_file),
         timeout=30,
     ) as cardholder:
         pm = _tokenize(cardholder, merchant["publishable_key"], NO_ANSWER)
+    with _client(platform, merchant["secret_key"], bodies) as client:
+        _processing_then_settled(client, pm)
+    _scan(platform, bodies)
+
+
+def _processing_then_settled(client: stripe.StripeClient, pm: str) -> None:
     intent = _pay(client, pm)
     assert intent.status == "processing"  # neither answered nor (yet) reversed: never succeeded
     assert intent.amount_received == 0
@@ -147,4 +160,3 @@ def test_an_unanswered_reversal_shows_processing_until_the_janitor_settles_it(
     # The attempt is over: the same intent takes another card.
     again = client.v1.payment_intents.confirm(intent.id, {"payment_method": "pm_card_visa"})
     assert again.status == "succeeded"
-    _scan(platform, bodies)

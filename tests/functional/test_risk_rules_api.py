@@ -59,9 +59,16 @@ def test_a_merchant_rule_blocks_and_a_shadow_rule_only_reports(
     passed = pay(api, 20000)  # matches only the shadow rule: it must not act
     assert passed.status_code == 200
     with unit_of_work(runtime.db, write=False) as session:
-        versions = session.scalars(select(RiskRuleSet.version)).all()
-        audited = session.scalars(
-            select(AuditStaged.action).where(AuditStaged.action == "risk.rule.create")
+        # The database is shared by the session's tests: look at this merchant's rows only.
+        audited = session.execute(
+            select(AuditStaged.action, AuditStaged.merchant_id).where(
+                AuditStaged.action == "risk.rule.create",
+                AuditStaged.target_id.in_([rule["id"], shadow["id"]]),
+            )
+        ).all()
+        merchant_id = audited[0][1]
+        versions = session.scalars(
+            select(RiskRuleSet.version).where(RiskRuleSet.merchant_id == merchant_id)
         ).all()
     assert sorted(versions) == [2, 3] and len(audited) == 2
     with unit_of_work(runtime.db, write=False) as session:

@@ -78,8 +78,13 @@ def train_simulated_model(
         dataset = Path(tmp) / "simulated.csv"
         write_csv(dataset, events, seed=seed)
         # A small, fixed search: a fresh install must be ready in seconds, not minutes.
+        # The linear blend (model/linear.py) adds a second or two and no scoring cost.
         config = TrainingConfig(
-            threads=1, max_iter=150, max_leaf_nodes=(31,), positive_weights=("sqrt",)
+            threads=1,
+            max_iter=150,
+            max_leaf_nodes=(31,),
+            positive_weights=("sqrt",),
+            linear_blend=True,
         )
         trained = train(dataset, "label", "time", config=config)
         store.save(trained, models_dir, activate=True)

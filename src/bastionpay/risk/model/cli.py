@@ -65,6 +65,12 @@ def _dataset_options(func: F) -> F:
             show_default=True,
         ),
         click.option(
+            "--linear-blend/--trees-only",
+            default=True,
+            show_default=True,
+            help="Blend the trees with a regularised logistic regression (mean log-odds).",
+        ),
+        click.option(
             "--elevated-probability",
             type=click.FloatRange(0.0001, 0.9999, min_open=True, max_open=True),
             default=0.1,
@@ -383,6 +389,7 @@ def _training_config(options: dict[str, Any]) -> TrainingConfig:
         exclude=tuple(options["exclude"]),
         mapping=ScoreMapping(options["elevated_probability"], options["highest_probability"]),
         threads=options["threads"],
+        linear_blend=options["linear_blend"],
     )
 
 

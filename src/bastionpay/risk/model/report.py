@@ -101,7 +101,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"({split['calibration']['positives']}), test {split['test']['rows']} "
         f"({split['test']['positives']}).",
         f"Model: HistGradientBoostingClassifier {json.dumps(model['candidate'])}, "
-        f"{model['params']['max_iter']} iterations, {model['calibration']} calibration.",
+        f"{model['params']['max_iter']} iterations"
+        + (
+            ", blended with a logistic regression (mean log-odds)"
+            if model.get("linear_blend")
+            else ""
+        )
+        + f", {model['calibration']} calibration of the model's log-odds.",
         "",
         "## Test part",
         "",

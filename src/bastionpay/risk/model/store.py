@@ -4,7 +4,8 @@ Layout under a models directory (by default `<data_dir>/risk/models/`):
 
     active                        one line: the active version (replaced atomically)
     20261128T170500Z-1a2b3c4d/    one directory per version, never modified once written
-        model.skops               {"trees": the boosted trees, "calibrator": their calibrator}
+        model.skops               {"trees": the boosted trees, "calibrator": their calibrator,
+                                   and "linear": the blended linear part's numpy arrays, if any}
         manifest.json             everything else: features, score mapping, parameters, metrics,
                                   training-data SHA-256, split, library versions, and the
                                   SHA-256 of model.skops
@@ -42,6 +43,7 @@ import skops.io as sio
 from sklearn import __version__ as sklearn_version
 
 from bastionpay.risk.model.errors import ModelLoadError
+from bastionpay.risk.model.linear import LinearPart
 from bastionpay.risk.model.schema import Schema
 from bastionpay.risk.model.scoremap import ScoreMapping
 from bastionpay.risk.model.training import MANIFEST_FORMAT, TrainedModel
@@ -80,6 +82,7 @@ class LoadedModel:
     version: str
     manifest: dict[str, Any]
     path: Path
+    linear: LinearPart | None = None  # blended with the trees when present (linear.py)
 
 
 def default_models_dir(data_dir: Path) -> Path:
@@ -104,7 +107,10 @@ def save(
     staging = models_dir / f".tmp-{model.version}-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
-        blob = sio.dumps({"trees": model.trees, "calibrator": model.calibrator})
+        content: dict[str, Any] = {"trees": model.trees, "calibrator": model.calibrator}
+        if model.linear is not None:
+            content["linear"] = model.linear.to_arrays()  # numpy arrays: no new trusted type
+        blob = sio.dumps(content)
         (staging / MODEL_FILE).write_bytes(blob)
         manifest = dict(model.manifest)
         manifest["model_file"] = {
@@ -157,17 +163,27 @@ def load(models_dir: Path, version: str, *, allow_library_mismatch: bool = False
         content = sio.loads(blob, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # noqa: BLE001 - see above
         raise ModelLoadError(f"model {version} cannot be loaded: {exc}") from None
-    if not isinstance(content, dict) or set(content) != {"trees", "calibrator"}:
+    if not isinstance(content, dict) or set(content) - {"linear"} != {"trees", "calibrator"}:
         raise ModelLoadError(f"model {version}: {MODEL_FILE} does not hold trees and a calibrator")
     trees, calibrator = content["trees"], content["calibrator"]
     if list(getattr(trees, "classes_", [])) != [0, 1] or not hasattr(calibrator, "predict"):
         raise ModelLoadError(f"model {version}: not a binary classifier with a calibrator")
+    linear = None
+    if "linear" in content:
+        try:
+            linear = LinearPart.from_arrays(content["linear"])
+        except ValueError as exc:
+            raise ModelLoadError(f"model {version}: {exc}") from None
     try:
         schema = Schema.from_json(manifest["schema"])
         mapping = ScoreMapping.from_json(manifest["score_mapping"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"model {version}: malformed manifest ({exc})") from None
-    return LoadedModel(trees, calibrator, schema, mapping, version, manifest, directory)
+    if linear is not None and (
+        max([*linear.numeric.tolist(), *linear.categorical.tolist(), -1]) >= len(schema.features)
+    ):
+        raise ModelLoadError(f"model {version}: the linear part reads columns the schema lacks")
+    return LoadedModel(trees, calibrator, schema, mapping, version, manifest, directory, linear)
 
 
 def set_active(models_dir: Path, version: str) -> None:

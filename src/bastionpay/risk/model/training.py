@@ -10,8 +10,12 @@ Steps (each on its own part of the data, see `dataset.py` for the splits):
 3. calibration: the winner, fitted on the fitting rows only, is frozen and calibrated on the
    calibration rows (`CalibratedClassifierCV(FrozenEstimator(...))`), rows that are later in time
    than every fitting row when there is a time column: out-of-time predictions, as in production;
-4. refit: the winner's settings are fitted again on the whole training part (fitting +
-   calibration rows) and the calibrator from step 3 is applied to that model's decision function;
+   With `linear_blend` (the CLI's and the platform's default), a regularised logistic regression
+   (`linear.py`) is fitted on the same rows, the model's log-odds are the mean of the two, and the
+   calibrator is fitted on that mean;
+4. refit: the winner's settings (and the regression) are fitted again on the whole training part
+   (fitting + calibration rows) and the calibrator from step 3 is applied to that model's
+   decision function;
 5. the test rows (the most recent 20 %) are scored once, and so is an untuned baseline.
 
 Choices and why:
@@ -59,9 +63,10 @@ from typing import IO, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score
 from threadpoolctl import threadpool_limits
 
@@ -74,6 +79,7 @@ from bastionpay.risk.model.dataset import (
     split_table,
 )
 from bastionpay.risk.model.errors import DatasetError
+from bastionpay.risk.model.linear import C_PER_ROW, LinearPart, blend, fit_linear
 from bastionpay.risk.model.metrics import classification_metrics
 from bastionpay.risk.model.schema import FloatMatrix, Schema, infer_schema
 from bastionpay.risk.model.scoremap import ScoreMapping
@@ -119,6 +125,10 @@ class TrainingConfig:
     mapping: ScoreMapping = field(default_factory=ScoreMapping)
     baseline: bool = True
     threads: int = 1  # OpenMP/BLAS threads while fitting
+    # Blend the trees with a regularised logistic regression (linear.py): mean of the two
+    # log-odds, calibrated together. Off here so that the library's plain model stays exactly
+    # CalibratedClassifierCV on the trees; the CLI, the platform and bench/risk.py turn it on.
+    linear_blend: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.test_fraction < 1 and 0 < self.calibration_fraction < 1):
@@ -156,19 +166,30 @@ class TrainedModel:
     version: str
     manifest: dict[str, Any]  # everything but the estimator; written as manifest.json
     evaluation: Evaluation | None = None
+    linear: LinearPart | None = None  # blended with the trees when present
 
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.manifest["metrics"])
 
     def predict_probability(self, x: FloatMatrix) -> npt.NDArray[np.float64]:
-        return calibrated_probability(self.trees, self.calibrator, x)
+        return calibrated_probability(self.trees, self.calibrator, x, self.linear)
 
 
-def calibrated_probability(trees: Any, calibrator: Any, x: FloatMatrix) -> npt.NDArray[np.float64]:
+def calibrated_probability(
+    trees: Any, calibrator: Any, x: FloatMatrix, linear: LinearPart | None = None
+) -> npt.NDArray[np.float64]:
     """P(fraud) as `CalibratedClassifierCV.predict_proba(x)[:, 1]` computes it for a binary model:
-    the trees' decision function (log-odds) through the calibrator."""
-    return calibrate(calibrator, trees.decision_function(x))
+    the trees' decision function (log-odds), blended with the linear part's when there is one,
+    through the calibrator."""
+    return calibrate(calibrator, decision_function(trees, x, linear))
+
+
+def decision_function(
+    trees: Any, x: FloatMatrix, linear: LinearPart | None = None
+) -> npt.NDArray[np.float64]:
+    decision = np.asarray(trees.decision_function(x), dtype=np.float64)
+    return decision if linear is None else blend(decision, linear.decision_function(x))
 
 
 def calibrate(calibrator: Any, decision: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -257,14 +278,34 @@ def train_table(
         say(f"calibrating ({cfg.calibration}) on the calibration part's out-of-time predictions")
         params = _hgb_params(chosen, best["iterations"], schema, y[split.fit], cfg)
         first = HistGradientBoostingClassifier(**params).fit(x[split.fit], y[split.fit])
-        calibrated = CalibratedClassifierCV(FrozenEstimator(first), method=cfg.calibration)
-        calibrated.fit(x[split.calibration], y[split.calibration])
-        ((calibrator,),) = (c.calibrators for c in calibrated.calibrated_classifiers_)
+        linear: LinearPart | None = None
+        blend_figures: dict[str, Any] | None = None
+        if cfg.linear_blend:
+            say("fitting the linear part (logistic regression) on the fitting part")
+            linear = fit_linear(x[split.fit], y[split.fit], schema, seed=cfg.seed)
+            blend_figures = _blend_figures(
+                first, linear, x[split.calibration], y[split.calibration]
+            )
+            say(
+                "calibration-part AUPRC: trees {trees:.4f}, linear {linear:.4f}, "
+                "blend {blend:.4f}".format(**blend_figures)
+            )
+            calibrator = _fit_calibrator(
+                decision_function(first, x[split.calibration], linear),
+                y[split.calibration],
+                cfg.calibration,
+            )
+        else:
+            calibrated = CalibratedClassifierCV(FrozenEstimator(first), method=cfg.calibration)
+            calibrated.fit(x[split.calibration], y[split.calibration])
+            ((calibrator,),) = (c.calibrators for c in calibrated.calibrated_classifiers_)
         trees = first
         if cfg.refit:
             say("refitting on the whole training part")
             trees = HistGradientBoostingClassifier(**params).fit(x[split.train], y[split.train])
-        probability = calibrated_probability(trees, calibrator, x[split.test])
+            if linear is not None:
+                linear = fit_linear(x[split.train], y[split.train], schema, seed=cfg.seed)
+        probability = calibrated_probability(trees, calibrator, x[split.test], linear)
         metrics = classification_metrics(y[split.test], probability, cfg.mapping)
         baseline_probability = None
         baseline_metrics = None
@@ -291,6 +332,15 @@ def train_table(
             "calibration": cfg.calibration,
             "calibration_rows": len(split.calibration),
             "trained_on": "fit + calibration parts" if cfg.refit else "fit part",
+            "linear_blend": None
+            if linear is None
+            else {
+                "estimator": "LogisticRegression on standardised features (linear.py)",
+                "C_per_row": C_PER_ROW,
+                "design_columns": len(linear.coef),
+                "blend": "mean of the trees' and the linear model's log-odds, then calibrated",
+                "calibration_part_average_precision": blend_figures,
+            },
         },
         "search": search,
         "metrics": {"test": metrics, "baseline": baseline_metrics},
@@ -309,6 +359,7 @@ def train_table(
             "refit": cfg.refit,
             "time_features": cfg.time_features,
             "exclude": list(cfg.exclude),
+            "linear_blend": cfg.linear_blend,
         },
     }
     return TrainedModel(
@@ -319,7 +370,31 @@ def train_table(
         version=version,
         manifest=manifest,
         evaluation=Evaluation(y[split.test], probability, baseline_probability),
+        linear=linear,
     )
+
+
+def _blend_figures(
+    trees: Any, linear: LinearPart, x: FloatMatrix, y: npt.NDArray[np.int8]
+) -> dict[str, float]:
+    tree_decision = np.asarray(trees.decision_function(x), dtype=np.float64)
+    linear_decision = linear.decision_function(x)
+    return {
+        "trees": float(average_precision_score(y, tree_decision)),
+        "linear": float(average_precision_score(y, linear_decision)),
+        "blend": float(average_precision_score(y, blend(tree_decision, linear_decision))),
+    }
+
+
+def _fit_calibrator(
+    decision: npt.NDArray[np.float64], y: npt.NDArray[np.int8], method: Calibration
+) -> Any:
+    """The calibrator CalibratedClassifierCV fits for a binary model's decision function
+    (sklearn.calibration._fit_calibrator): Platt's sigmoid, or isotonic regression clipped to the
+    fitted range. Needed because the blend is not one sklearn estimator."""
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip").fit(decision, y)
+    return _SigmoidCalibration().fit(decision, y)
 
 
 def fit_baseline(

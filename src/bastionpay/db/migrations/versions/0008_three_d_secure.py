@@ -1,7 +1,7 @@
 """3-D Secure on PaymentIntents
 
-Revision ID: 0010
-Revises: 0007 (temporarily; to be rechained onto 0009 once the identity team's 0008-0009 land)
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-28
 
 `payment_intents.three_d_secure` (JSON, nullable): the 3-D Secure attempt of a PaymentIntent in
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
