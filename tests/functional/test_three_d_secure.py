@@ -357,16 +357,19 @@ def test_the_api_database_holds_no_card_number(chain: Runtime, api: TestClient) 
 
 def test_the_sandbox_declines_cards_that_need_authentication(tmp_path: Path, db_url: str) -> None:
     runtime = make_runtime(db_url, tmp_path)
-    merchant = bootstrap.create_merchant_with_keys(runtime, "sandbox shop")
-    with api_client(runtime, merchant["secret_key"]) as api:
-        response = api.post(
-            "/v1/payment_intents",
-            data={
-                "amount": "2000",
-                "currency": "usd",
-                "payment_method": "pm_card_threeDSecure2Required",
-                "confirm": "true",
-            },
-        )
+    try:
+        merchant = bootstrap.create_merchant_with_keys(runtime, "sandbox shop")
+        with api_client(runtime, merchant["secret_key"]) as api:
+            response = api.post(
+                "/v1/payment_intents",
+                data={
+                    "amount": "2000",
+                    "currency": "usd",
+                    "payment_method": "pm_card_threeDSecure2Required",
+                    "confirm": "true",
+                },
+            )
+    finally:
+        runtime.db.dispose()  # its own pool: a leaked PostgreSQL connection fails a later test
     assert response.status_code == 402
     assert response.json()["error"]["code"] == "authentication_required"

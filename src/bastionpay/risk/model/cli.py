@@ -414,6 +414,7 @@ def _audit_activation(data_dir: Path | None, version: str, *, how: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
     from bastionpay.audit import events as audit  # noqa: PLC0415
+    from bastionpay.db import migrate  # noqa: PLC0415
     from bastionpay.db.engine import Database  # noqa: PLC0415
     from bastionpay.db.uow import unit_of_work  # noqa: PLC0415
 
@@ -421,8 +422,12 @@ def _audit_activation(data_dir: Path | None, version: str, *, how: str) -> None:
         operator = getpass.getuser()
     except (KeyError, OSError):
         operator = "unknown"
-    database = Database(settings_for(data_dir).resolved_database_url())
+    url = settings_for(data_dir).resolved_database_url()
+    database = Database(url)
     try:
+        # A data dir whose api database does not exist yet gets it (as every command's first run
+        # does): the record must be written, or the model is not activated.
+        migrate.upgrade(url)
         with unit_of_work(database, write=True) as session:
             audit.record(
                 session,
