@@ -29,6 +29,7 @@ from bastionpay.edge.networks import Network, contains, parse_address, parse_net
 from bastionpay.edge.ratelimit import API_READ, API_WRITE, AUTH_FAILURES
 from bastionpay.idempotency import service as idempotency
 from bastionpay.identity import principals
+from bastionpay.identity.mfa.stepup import CLOCK_SKEW_SECONDS
 from bastionpay.kernel.errors import (
     AuthenticationError,
     BastionPayError,
@@ -347,7 +348,9 @@ def _step_up(
     if not endpoint.step_up(validated, runtime.settings):
         return
     max_age = runtime.settings.step_up_max_age_seconds
-    if caller.mfa_at is not None and now - caller.mfa_at <= max_age:
+    # A proof dated in the future beyond clock skew between processes does not count (P3), as in
+    # `identity.mfa.stepup.require_step_up`, which the pages use.
+    if caller.mfa_at is not None and -CLOCK_SKEW_SECONDS <= now - caller.mfa_at <= max_age:
         return
     _audit_alone(
         runtime,
