@@ -150,6 +150,19 @@ def _database_bytes(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in parts if p.exists())
 
 
+# Stripe's decline test PaymentMethods and what Stripe answers for each (code, decline_code).
+DECLINES = {
+    "pm_card_chargeDeclined": ("card_declined", "generic_decline"),
+    "pm_card_chargeDeclinedInsufficientFunds": ("card_declined", "insufficient_funds"),
+    "pm_card_chargeDeclinedLostCard": ("card_declined", "lost_card"),
+    "pm_card_chargeDeclinedStolenCard": ("card_declined", "stolen_card"),
+    "pm_card_chargeDeclinedExpiredCard": ("expired_card", "expired_card"),
+    "pm_card_chargeDeclinedIncorrectCvc": ("incorrect_cvc", "incorrect_cvc"),
+    "pm_card_chargeDeclinedProcessingError": ("processing_error", "processing_error"),
+    "pm_card_chargeDeclinedVelocityLimitExceeded": ("card_declined", "card_velocity_exceeded"),
+}
+
+
 def test_card_entry_then_payments_and_no_card_data_outside_the_vault(
     platform: Any, run_info: dict[str, Any], browser: httpx.Client
 ) -> None:
@@ -223,6 +236,22 @@ def test_card_entry_then_payments_and_no_card_data_outside_the_vault(
         assert declined.value.code == "card_declined"
         assert declined.value.error.decline_code == "insufficient_funds"
         assert declined.value.error.payment_intent.status == "requires_payment_method"
+
+        # Each of Stripe's decline test cards, through vault and acquirer (ISO 8583 response
+        # codes mapped back to Stripe's code and decline_code).
+        for payment_method, (code, decline_code) in DECLINES.items():
+            with pytest.raises(stripe.CardError) as each:
+                client.v1.payment_intents.create(
+                    {
+                        "amount": 1500,
+                        "currency": "usd",
+                        "payment_method": payment_method,
+                        "confirm": True,
+                    }
+                )
+            assert (each.value.code, each.value.error.decline_code) == (code, decline_code), (
+                payment_method
+            )
     finally:
         http_client.close()
 

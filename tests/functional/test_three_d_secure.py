@@ -23,16 +23,19 @@ import pytest
 from sqlalchemy import String, Text, inspect, select, text
 from starlette.testclient import TestClient
 from tests.conftest import api_client, make_runtime
-from tests.functional.test_vault_support import VaultEnv, start_vault
+from tests.functional.test_vault_support import (
+    VaultEnv,
+    api_runtime_for,
+    close_api_runtime,
+    start_vault,
+)
 
 from bastionpay import bootstrap
 from bastionpay.audit.models import AuditStaged
-from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
 from bastionpay.jobs import janitor
 from bastionpay.kernel.pan import find_pans
 from bastionpay.payments.models import Charge
-from bastionpay.payments.vault_connector import VaultConnector, card_vault
 from bastionpay.risk.models import RiskAssessment
 from bastionpay.risk.rule_store import MerchantRules
 from bastionpay.risk.service import RiskEngine, Scored
@@ -54,29 +57,12 @@ def vault_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultEnv]:
 
 @pytest.fixture(scope="module")
 def chain(vault_env: VaultEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    data = tmp_path_factory.mktemp("api-3ds")
-    url = f"sqlite:///{data / 'api.db'}"
-    migrate.upgrade(url)
-    cert = vault_env.tls.api_client_cert_file
-    assert cert is not None
-    base = make_runtime(
-        url,
-        data,
-        vault_url=vault_env.internal_url,
-        vault_ca_file=vault_env.tls.ca_file,
-        vault_client_cert_file=cert,
-        vault_client_key_file=cert.with_suffix(".key"),
-        vault_timeout_seconds=20,
-    )
-    assert isinstance(base.connector, VaultConnector)
+    base = api_runtime_for(vault_env, tmp_path_factory.mktemp("api-3ds"))
     # Real rules (the merchant's, from the database) with a fixed score.
     engine = RiskEngine(FixedScorer(), MerchantRules(), budget_ms=5000)
     runtime = Runtime(**{**base.__dict__, "risk": engine})
     yield runtime
-    vault = card_vault(runtime.connector)
-    assert vault is not None
-    vault.close()
-    runtime.db.dispose()
+    close_api_runtime(runtime)
 
 
 @pytest.fixture

@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy import String, Text, inspect, select, text
 from starlette.testclient import TestClient
-from tests.conftest import api_client, make_runtime
+from tests.conftest import api_client
 from tests.functional.test_vault_support import (
     VaultEnv,
+    api_runtime_for,
+    close_api_runtime,
     new_merchant,
     register_key,
     tokenize,
@@ -32,7 +34,6 @@ from tests.functional.test_vault_support import (
 from bastionpay import bootstrap
 from bastionpay.acquirer.faults import Fault, MessageFault
 from bastionpay.audit.models import AuditStaged
-from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
 from bastionpay.jobs import janitor
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
@@ -269,26 +270,9 @@ def test_no_client_certificate_no_vault(vault_env: VaultEnv, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def chain(vault_env: VaultEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    data = tmp_path_factory.mktemp("api-data")
-    url = f"sqlite:///{data / 'api.db'}"
-    migrate.upgrade(url)
-    cert = vault_env.tls.api_client_cert_file
-    assert cert is not None
-    runtime = make_runtime(
-        url,
-        data,
-        vault_url=vault_env.internal_url,
-        vault_ca_file=vault_env.tls.ca_file,
-        vault_client_cert_file=cert,
-        vault_client_key_file=cert.with_suffix(".key"),
-        vault_timeout_seconds=20,
-    )
-    assert isinstance(runtime.connector, VaultConnector)
+    runtime = api_runtime_for(vault_env, tmp_path_factory.mktemp("api-data"))
     yield runtime
-    vault = card_vault(runtime.connector)
-    assert vault is not None
-    vault.close()
-    runtime.db.dispose()
+    close_api_runtime(runtime)
 
 
 @pytest.fixture

@@ -8,20 +8,23 @@ need a fresh second factor, and the vault's own audit log names the operator, no
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
-from tests.conftest import api_client, make_runtime
+from tests.conftest import api_client
 from tests.functional.helpers import operator_session
-from tests.functional.test_vault_support import VaultEnv, vault_env
+from tests.functional.test_vault_support import (
+    VaultEnv,
+    api_runtime_for,
+    close_api_runtime,
+    tokenize,
+    vault_env,
+)
 
 from bastionpay import bootstrap
-from bastionpay.db import migrate
 from bastionpay.db.uow import unit_of_work
-from bastionpay.payments.vault_connector import card_vault
 from bastionpay.runtime import Runtime
 
 __all__ = ["vault_env"]
@@ -29,25 +32,9 @@ __all__ = ["vault_env"]
 
 @pytest.fixture(scope="module")
 def chain(vault_env: VaultEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    data: Path = tmp_path_factory.mktemp("api-keyops")
-    url = f"sqlite:///{data / 'api.db'}"
-    migrate.upgrade(url)
-    cert = vault_env.tls.api_client_cert_file
-    assert cert is not None
-    runtime = make_runtime(
-        url,
-        data,
-        vault_url=vault_env.internal_url,
-        vault_ca_file=vault_env.tls.ca_file,
-        vault_client_cert_file=cert,
-        vault_client_key_file=cert.with_suffix(".key"),
-        vault_timeout_seconds=20,
-    )
+    runtime = api_runtime_for(vault_env, tmp_path_factory.mktemp("api-keyops"))
     yield runtime
-    vault = card_vault(runtime.connector)
-    assert vault is not None
-    vault.close()
-    runtime.db.dispose()
+    close_api_runtime(runtime)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +120,19 @@ def test_key_operations_need_the_permission_and_a_fresh_factor(
     with api_client(chain, shop["secret_key"]) as api:
         # A merchant's secret key never holds vault:keys.
         assert api.post("/v1/vault/keys/rotate", data={"kind": "kek"}).status_code == 403
+
+
+def test_a_publishable_key_made_over_v1_works_in_the_hosted_fields_until_revoked(
+    chain: Runtime, client: TestClient, vault_env: VaultEnv
+) -> None:
+    """`POST /v1/api_keys type=publishable` registers the key with the vault in the same unit of
+    work; `DELETE` revokes it there too (issue 4, item 1; I7)."""
+    shop: dict[str, Any] = bootstrap.create_merchant_with_keys(chain, "Key ops publishable")
+    owner = operator_session(chain, "owner", shop["id"], mfa_at=chain.clock.now())
+    created = client.post("/v1/api_keys", data={"type": "publishable"}, headers=owner.headers())
+    assert created.status_code == 200, created.text
+    key = created.json()
+    assert tokenize(vault_env, key["secret"], "4242424242424242", origin=None).status_code == 200
+    revoked = client.delete(f"/v1/api_keys/{key['id']}", headers=owner.headers())
+    assert revoked.status_code == 200, revoked.text
+    assert tokenize(vault_env, key["secret"], "4242424242424242", origin=None).status_code == 401

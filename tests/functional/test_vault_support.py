@@ -19,13 +19,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from tests.conftest import make_runtime
 
 from bastionpay.acquirer.background import BackgroundAcquirer
 from bastionpay.acquirer.client import AcquirerClient
 from bastionpay.acquirer.settings import AcquirerSettings
+from bastionpay.db import migrate
 from bastionpay.kernel.clock import FrozenClock
 from bastionpay.kernel.ids import random_base62
 from bastionpay.observability.logging import configure_logging
+from bastionpay.payments.vault_connector import VaultConnector, card_vault
+from bastionpay.runtime import Runtime
 from bastionpay.vault.pki import VaultTls, vault_tls
 from bastionpay.vault.runtime import VaultRuntime, build_vault_runtime
 from bastionpay.vault.server import Listeners, VaultServer, bind
@@ -190,3 +194,30 @@ def start_vault(tmp: Path, *, acquirer_timeout: float = 0.6, **settings: Any) ->
 @pytest.fixture(scope="module")
 def vault_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultEnv]:
     yield from start_vault(tmp_path_factory.mktemp("vault"))
+
+
+def api_runtime_for(env: VaultEnv, data: Path) -> Runtime:
+    """An api runtime (SQLite under `data`, migrated) whose payments go to `env`'s vault over
+    mutual TLS with the api's client certificate. The caller disposes it (`close_api_runtime`)."""
+    url = f"sqlite:///{data / 'api.db'}"
+    migrate.upgrade(url)
+    cert = env.tls.api_client_cert_file
+    assert cert is not None
+    runtime = make_runtime(
+        url,
+        data,
+        vault_url=env.internal_url,
+        vault_ca_file=env.tls.ca_file,
+        vault_client_cert_file=cert,
+        vault_client_key_file=cert.with_suffix(".key"),
+        vault_timeout_seconds=20,
+    )
+    assert isinstance(runtime.connector, VaultConnector)
+    return runtime
+
+
+def close_api_runtime(runtime: Runtime) -> None:
+    vault = card_vault(runtime.connector)
+    assert vault is not None
+    vault.close()
+    runtime.db.dispose()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field
 from sqlalchemy import select
 
+from bastionpay import bootstrap
 from bastionpay.api.params import FormBool, FormStr, ListParams, Params
 from bastionpay.api.routing import Call, Endpoint, Result, always
 from bastionpay.identity import accounts, invitations
@@ -27,7 +28,6 @@ from bastionpay.merchants import service as merchants
 from bastionpay.merchants.models import ApiKey
 from bastionpay.merchants.permissions import ALL_PERMISSIONS
 from bastionpay.oauth import clients as oauth_clients
-from bastionpay.payments.vault_connector import card_vault
 
 
 class NoParams(Params):
@@ -142,25 +142,16 @@ def create_key(call: Call) -> Result:
         now=call.ctx.now,
         permissions=requested or None,
     )
-    vault = card_vault(call.ctx.connector)
-    if vault is not None and issued.record.kind == "publishable":
-        # The vault's hosted fields accept the key only once it knows it (issue 4); same unit of
-        # work: if the vault refuses, the key is not issued (P3).
-        vault.register_publishable_key(
-            key_id=issued.record.id,
-            key=issued.plaintext,
-            merchant_id=issued.record.merchant_id,
-            livemode=issued.record.livemode,
-        )
+    # A publishable key is registered with the vault's hosted fields in this unit of work: if the
+    # vault refuses, the key is not issued (P3, issue 4).
+    bootstrap.register_publishable_key(call.platform(), issued.record, issued.plaintext)
     return Result(render_key(issued.record, issued.plaintext))
 
 
 def revoke_key(call: Call) -> Result:
     key = _own_key(call)
     revoked = merchants.revoke_key(call.session, key.id, call.ctx.now)
-    vault = card_vault(call.ctx.connector)
-    if vault is not None and revoked.kind == "publishable":
-        vault.revoke_publishable_key(revoked.id, revoked.merchant_id)
+    bootstrap.revoke_publishable_key(call.platform(), revoked)
     return Result(render_key(revoked))
 
 
