@@ -136,3 +136,24 @@ def test_a_publishable_key_made_over_v1_works_in_the_hosted_fields_until_revoked
     revoked = client.delete(f"/v1/api_keys/{key['id']}", headers=owner.headers())
     assert revoked.status_code == 200, revoked.text
     assert tokenize(vault_env, key["secret"], "4242424242424242", origin=None).status_code == 401
+
+
+def test_operators_do_not_share_idempotency_keys_on_platform_routes(
+    chain: Runtime, client: TestClient
+) -> None:
+    """Platform routes have no merchant account: each operator has their own key space (P1), so
+    one officer's Idempotency-Key never replays another officer's answer."""
+    shop: dict[str, Any] = bootstrap.create_merchant_with_keys(chain, "Key ops idempotency")
+    form = {"kind": "dek", "merchant": shop["id"], "complete": "false"}
+    answers = []
+    for _ in range(2):
+        officer = operator_session(chain, "security_officer", None, mfa_at=chain.clock.now())
+        headers = officer.headers() | {"Idempotency-Key": "rotate-shop-dek"}
+        first = client.post("/v1/vault/keys/rotate", data=form, headers=headers)
+        again = client.post("/v1/vault/keys/rotate", data=form, headers=headers)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert "idempotent-replayed" not in first.headers
+        assert again.headers.get("idempotent-replayed") == "true"  # the same officer: a replay
+        answers.append(first.json()["result"])
+    # Two officers: two rotations, not one answer replayed to the second.
+    assert answers[0] != answers[1]

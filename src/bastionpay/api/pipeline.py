@@ -382,7 +382,13 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
     if endpoint.method == "POST" and incoming.idempotency_key is not None:
         begun = idempotency.begin(
             db,
-            merchant_id=caller.merchant_id,
+            # Platform-wide routes have no merchant: each operator gets their own key space, so
+            # one operator's key never replays another's answer.
+            merchant_id=(
+                f"{caller.merchant_id}:{caller.key_id}"[:64]
+                if endpoint.platform
+                else caller.merchant_id
+            ),
             livemode=caller.livemode,
             key=incoming.idempotency_key,
             method=endpoint.method,

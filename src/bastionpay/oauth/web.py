@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import anyio
 import anyio.to_thread
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6749.util import scope_to_list
@@ -40,7 +41,7 @@ from bastionpay.identity.models import User, UserSession
 from bastionpay.identity.roles import permissions_for
 from bastionpay.identity.sessions import SESSION_COOKIE
 from bastionpay.identity.web import current_user as session_user
-from bastionpay.identity.web.http import check_same_origin
+from bastionpay.identity.web.http import BODY_TIMEOUT_SECONDS, check_same_origin
 from bastionpay.kernel.errors import (
     PermissionDenied,
     RateLimited,
@@ -139,11 +140,16 @@ async def _read_form(request: Request) -> list[tuple[str, str]]:
         raise FormError("The request body is too large.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            raise FormError("The request body is too large.")
-        chunks.append(chunk)
+    # A body trickled in slowly would hold a connection and a worker (slow POST, T4): bounded in
+    # time like the identity pages' forms and the /v1 bodies.
+    with anyio.move_on_after(BODY_TIMEOUT_SECONDS) as scope:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_FORM_BYTES:
+                raise FormError("The request body is too large.")
+            chunks.append(chunk)
+    if scope.cancelled_caught:
+        raise FormError("The request body did not arrive in time.")
     try:
         return parse_qsl(
             b"".join(chunks).decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS
