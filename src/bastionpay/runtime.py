@@ -33,6 +33,8 @@ class Runtime:
     clock: Clock
     api_keys: KeyedHasher
     fingerprints: KeyedHasher
+    # Idempotency keys are client free text and may hold anything, a PAN included (C5).
+    idempotency_keys: KeyedHasher
     connector: ProcessorConnector
     audit_keys: AuditKeys
     metrics_token: Secret
@@ -88,6 +90,10 @@ def build_runtime(
         api_keys=KeyedHasher(load_or_create_key(keys / "api-key-hmac.key"), purpose="api-key"),
         fingerprints=KeyedHasher(
             load_or_create_key(keys / "fingerprint-hmac.key"), purpose="card-fingerprint"
+        ),
+        # The API-key master key, domain-separated by purpose (KeyedHasher).
+        idempotency_keys=KeyedHasher(
+            load_or_create_key(keys / "api-key-hmac.key"), purpose="idempotency-key"
         ),
         connector=connector or default_connector(settings),
         audit_keys=load_audit_keys(keys),

@@ -13,6 +13,7 @@ from tests.functional.helpers import assert_ledger_ok
 
 from bastionpay import bootstrap
 from bastionpay.db.uow import unit_of_work
+from bastionpay.idempotency.models import IdempotencyRecord
 from bastionpay.jobs.worker import run_once
 from bastionpay.kernel.clock import FrozenClock
 from bastionpay.payments.interfaces import AuthorizationRequest, AuthorizationResult
@@ -59,6 +60,23 @@ def test_same_key_other_parameters_is_an_idempotency_error(
     other_path = api.post("/v1/customers", data={}, headers={"Idempotency-Key": "k2"})
     assert other_path.json()["error"]["type"] == "idempotency_error"
     assert _intent_count(runtime, merchant["id"]) == 1
+
+
+def test_a_card_number_sent_as_the_key_is_stored_only_as_a_keyed_hash(
+    api: TestClient, runtime: Runtime, merchant: dict[str, Any]
+) -> None:
+    """C5: the key is the client's free text; a PAN in it must not reach the api's database."""
+    pan_key = "4242424242424242"
+    first = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": pan_key})
+    again = api.post("/v1/payment_intents", data=BODY, headers={"Idempotency-Key": pan_key})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    with unit_of_work(runtime.db, write=False) as session:
+        stored = session.scalars(
+            select(IdempotencyRecord.key).where(IdempotencyRecord.merchant_id == merchant["id"])
+        ).all()
+    assert stored == [runtime.idempotency_keys.hexdigest(pan_key)]
+    assert all(pan_key not in key for key in stored)
 
 
 def test_declines_are_replayed_too(api: TestClient) -> None:

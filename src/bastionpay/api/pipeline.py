@@ -391,6 +391,7 @@ def execute(runtime: Runtime, endpoint: Endpoint, incoming: Incoming) -> Outgoin
             ),
             livemode=caller.livemode,
             key=incoming.idempotency_key,
+            hasher=runtime.idempotency_keys,
             method=endpoint.method,
             path=incoming.path,
             request_hash=idempotency.fingerprint(endpoint.method, incoming.path, incoming.params),

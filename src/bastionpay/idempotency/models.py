@@ -15,6 +15,7 @@ class IdempotencyRecord(Base):
     pk: Mapped[int] = mapped_column(PkType, primary_key=True, autoincrement=True)
     merchant_id: Mapped[str] = mapped_column(String(64))
     livemode: Mapped[bool] = mapped_column(Boolean)
+    # HMAC-SHA-256 of the client's Idempotency-Key, hex (service.begin; C5).
     key: Mapped[str] = mapped_column(String(255))
     request_method: Mapped[str] = mapped_column(String(8))
     request_path: Mapped[str] = mapped_column(String(256))

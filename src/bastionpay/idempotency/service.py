@@ -7,6 +7,10 @@
    leaves neither, and the key can be retried.
 3. A later request with the key replays the stored response (≥ 24 h); with different parameters it
    is an `idempotency_error`. A reservation left by a crashed process expires after a lock timeout.
+
+The key itself is stored only as a keyed hash (HMAC-SHA-256): it is free text chosen by the client,
+and a client that sends a card number as its key must not put that number in the api's database
+(C5; a Stripe SDK's UUID key even contains a Luhn-valid 16-digit run now and then).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bastionpay.crypto.keyed_hash import KeyedHasher
 from bastionpay.db.engine import Database
 from bastionpay.db.uow import unit_of_work
 from bastionpay.idempotency.models import IdempotencyRecord
@@ -66,6 +71,7 @@ def begin(
     merchant_id: str,
     livemode: bool,
     key: str,
+    hasher: KeyedHasher,
     method: str,
     path: str,
     request_hash: str,
@@ -73,6 +79,7 @@ def begin(
     lock_timeout: int,
 ) -> Replay | Reservation:
     check_key(key)
+    stored_key = hasher.hexdigest(key)  # C5: never the client's text itself
     token = secrets.token_hex(16)
     try:
         with unit_of_work(db, write=True) as session:
@@ -81,7 +88,7 @@ def begin(
                 .where(
                     IdempotencyRecord.merchant_id == merchant_id,
                     IdempotencyRecord.livemode == livemode,
-                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.key == stored_key,
                 )
                 .with_for_update()
             )
@@ -89,7 +96,7 @@ def begin(
                 record = IdempotencyRecord(
                     merchant_id=merchant_id,
                     livemode=livemode,
-                    key=key,
+                    key=stored_key,
                     request_method=method,
                     request_path=path,
                     request_hash=request_hash,
