@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import httpx
@@ -67,6 +68,29 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _url(host: str, port: int) -> str:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def _child_env(settings: Settings, data: Path, port: int) -> dict[str, str]:
+    env = {**os.environ, "BASTIONPAY_DATA_DIR": str(data)}
+    public_url = _public_url_for(settings, port)
+    if public_url is not None:
+        env["BASTIONPAY_PUBLIC_URL"] = public_url
+    return env
+
+
+def _public_url_for(settings: Settings, port: int) -> str | None:
+    """The public origin with the port actually bound, unless the operator set `public_url`.
+
+    OAuth's issuer, WebAuthn's expected origin and invitation links all derive from
+    `public_url`; with `--api-port 0` (tests, the benchmark) the default's port 8443 would name a
+    server that is not there. The host is kept (`localhost`: WebAuthn's relying-party id).
+    """
+    if "public_url" in settings.model_fields_set:
+        return None
+    parts = urlsplit(settings.public_url)
+    if parts.port == port:
+        return None
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
 def _wait_ready(url: str, ca_file: Path | None, children: list[subprocess.Popen[bytes]]) -> None:
@@ -269,7 +293,7 @@ def up(data_dir: Path | None, host: str | None, api_port: int | None, no_vault: 
     url = _url(settings.host, port)
     data = settings.resolved_data_dir()
     base = [sys.executable, "-m", "bastionpay"]
-    env = {**os.environ, "BASTIONPAY_DATA_DIR": str(data)}
+    env = _child_env(settings, data, port)
     children: list[subprocess.Popen[bytes]] = []
     layers = [["api", "worker"]] if no_vault else [["acquirer"], ["vault"], ["api", "worker"]]
     stopping = {"flag": False}
