@@ -92,7 +92,8 @@ def page_policy(return_url: str | None) -> str:
     targets = ["'self'"]
     if return_url is not None:
         parts = urlsplit(return_url)
-        targets.append(f"{parts.scheme}://{parts.netloc}")
+        # Normalised, not the raw netloc: header text is built only from a checked origin (L1).
+        targets.append(normalise_origin(f"{parts.scheme}://{parts.netloc}"))
     return (
         "default-src 'none'; style-src 'self'; img-src 'self'; "
         f"form-action {' '.join(targets)}; frame-ancestors 'none'; base-uri 'none'"

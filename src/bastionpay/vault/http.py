@@ -62,7 +62,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 def json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: deeply nested arrays fit in the body limit (security review L3).
         raise InvalidRequestError("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise InvalidRequestError("The request body must be a JSON object.")

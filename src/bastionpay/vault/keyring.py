@@ -47,6 +47,7 @@ from bastionpay.crypto.envelope import (
     Binding,
     DataKey,
     DecryptionFailed,
+    EnvelopeError,
     NonceBudgetExhausted,
     dek_version_of,
     generate_key_material,
@@ -266,7 +267,9 @@ class Keyring:
         """Decrypt a record; raises `RecordUnreadable` if it fails authentication."""
         try:
             version = dek_version_of(record.ciphertext)
-        except DecryptionFailed as exc:
+        except EnvelopeError as exc:
+            # Any envelope failure (a changed format tag included) is an unreadable record, which
+            # callers audit as an incident (C5); security review L2.
             raise RecordUnreadable(self._describe(record)) from exc
         if version != record.dek_version:
             raise RecordUnreadable(self._describe(record))
@@ -279,7 +282,7 @@ class Keyring:
         binding = Binding(record.merchant_id, record.record_id, record.purpose.value)
         try:
             return self._data_key(row).decrypt(record.ciphertext, binding)
-        except DecryptionFailed:
+        except EnvelopeError:  # a failed tag, or a key destroyed by another process meanwhile
             raise RecordUnreadable(self._describe(record)) from None
 
     # --- data keys -----------------------------------------------------------------------------

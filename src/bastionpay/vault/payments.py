@@ -443,26 +443,37 @@ def load_authorization(
 
 
 def purge_expired_cvcs(runtime: VaultRuntime) -> int:
-    """Delete CVCs past their TTL (C1, PCI DSS 3.3.2); audited; the SQLite WAL is truncated."""
+    """Delete CVCs past their TTL (C1, PCI DSS 3.3.2); audited; the SQLite WAL is truncated.
+
+    The WAL is truncated on every run, expired CVCs or not: an authorization deletes its CVC row
+    (secure_delete zeroes it in `vault.db`), but the WAL frame that inserted the ciphertext stays in
+    `vault.db-wal` until a checkpoint truncates it (security review M1). So a CVC's ciphertext
+    outlives its authorization by at most one purge interval (≤ 60 s, VaultSettings).
+    """
     now = runtime.clock.now()
     with unit_of_work(runtime.db, write=True) as session:
         expired = list(
             session.scalars(select(Cvc.card_id).where(Cvc.expires_at <= now).limit(PURGE_BATCH))
         )
-        if not expired:
-            return 0
-        session.execute(delete(Cvc).where(Cvc.card_id.in_(expired)))
-        auditlog.record(
-            session,
-            VaultEvent(
-                actor_type="system",
-                actor_id="vault.purge",
-                action="vault.cvc.delete",
-                outcome="success",
-                target_type="cvc",
-                details={"reason": "ttl_expired", "count": len(expired), "cards": expired[:100]},
-            ),
-        )
+        if expired:
+            session.execute(delete(Cvc).where(Cvc.card_id.in_(expired)))
+            auditlog.record(
+                session,
+                VaultEvent(
+                    actor_type="system",
+                    actor_id="vault.purge",
+                    action="vault.cvc.delete",
+                    outcome="success",
+                    target_type="cvc",
+                    details={
+                        "reason": "ttl_expired",
+                        "count": len(expired),
+                        "cards": expired[:100],
+                    },
+                ),
+            )
+    # After the transaction: a TRUNCATE checkpoint waits for open transactions, this one included.
     checkpoint_wal(runtime.db)
-    log.info("vault_cvcs_purged", count=len(expired))
+    if expired:
+        log.info("vault_cvcs_purged", count=len(expired))
     return len(expired)

@@ -17,6 +17,8 @@ Files under the data dir by default (`--data-dir`, `BASTIONPAY_VAULT_DATA_DIR` o
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -30,6 +32,21 @@ from bastionpay.edge.ratelimit import check_limit
 CsvList = Annotated[list[str], NoDecode]
 DEFAULT_API_CLIENT = "bastionpay-api"  # the CN of the api's client certificate (dev PKI)
 MAX_CVC_TTL_SECONDS = 600  # C1 / PCI DSS 3.3.2: the CVC lives at most 10 minutes before auth
+
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name in ASCII (IDNA-encoded), or an IP address."""
+    if _HOSTNAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise_origin(value: str) -> str:
@@ -53,6 +70,10 @@ def normalise_origin(value: str) -> str:
     ):
         raise ValueError(f"not an origin: {text[:80]!r}")
     host = parts.hostname.lower()
+    if not _valid_host(host):
+        # Origins go into CSP headers (frame-ancestors, form-action): `;` or a space in a "host"
+        # would add directives (security review L1).
+        raise ValueError(f"not an origin: {text[:80]!r}")
     if ":" in host:
         host = f"[{host}]"
     default_port = 443 if parts.scheme == "https" else 80
@@ -134,7 +155,9 @@ class VaultSettings(BaseSettings):
     # --- Background work in the vault process ---
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
     audit_checkpoint_interval_seconds: int = Field(default=300, ge=1)
-    purge_interval_seconds: float = Field(default=30.0, gt=0)
+    # Bounds how long a deleted CVC's ciphertext may linger in the SQLite WAL (C1; payments.
+    # purge_expired_cvcs truncates it every run) and how far past its 10 minutes a CVC may live.
+    purge_interval_seconds: float = Field(default=30.0, gt=0, le=60)
 
     @field_validator(
         "allowed_clients",

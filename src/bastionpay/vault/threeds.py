@@ -55,6 +55,7 @@ from bastionpay.vault import auditlog
 from bastionpay.vault.auditlog import Outcome, VaultAction, VaultEvent
 from bastionpay.vault.models import Authentication, Card
 from bastionpay.vault.runtime import VaultRuntime
+from bastionpay.vault.settings import normalise_origin
 from bastionpay.vault.store import rowcount
 from bastionpay.vault.tokens import Actor, deny
 
@@ -95,8 +96,16 @@ def check_return_url(value: object) -> str | None:
         or not parts.hostname
         or parts.username is not None
         or parts.password is not None
+        or any(char.isspace() for char in value)
     ):
         raise InvalidRequestError("return_url must be an absolute URL.", param="return_url")
+    try:
+        # Its origin becomes the challenge page's CSP form-action: a real host only (review L1).
+        normalise_origin(f"{parts.scheme}://{parts.netloc}")
+    except ValueError:
+        raise InvalidRequestError(
+            "return_url must be an absolute URL.", param="return_url"
+        ) from None
     return value
 
 

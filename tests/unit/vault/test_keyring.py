@@ -430,6 +430,17 @@ def test_card_numbers_and_cvcs_round_trip_as_their_types(world: World) -> None:
         keyring.open_cvc(sealed_pan)
 
 
+def test_a_ciphertext_with_a_changed_format_tag_is_an_unreadable_record(world: World) -> None:
+    """Every envelope failure surfaces as RecordUnreadable, which the vault audits as a failed
+    authorization (C5); an UnsupportedFormat once escaped and left the payment pending (review L2).
+    """
+    keyring = world.keyring()
+    sealed = keyring.seal_pan("acct_a", "pm_1", CardNumber.parse("4242424242424242"))
+    retagged = dataclasses.replace(sealed, ciphertext=b"\xff" + bytes(sealed.ciphertext[1:]))
+    with pytest.raises(RecordUnreadable):
+        keyring.open_pan(retagged)
+
+
 def test_a_key_destroyed_elsewhere_is_dropped_from_the_cache(world: World) -> None:
     reader, operator = world.keyring(), world.keyring(supersede_grace_seconds=0)
     old = reader.seal("acct_a", "pm_1", Purpose.PAN, b"x")

@@ -209,7 +209,16 @@ def test_another_merchant_cannot_read_or_use_an_authentication(runtime: VaultRun
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "/relative", "https://user:pw@shop.example/", "data:text/html,x", ""],
+    [
+        "javascript:alert(1)",
+        "/relative",
+        "https://user:pw@shop.example/",
+        "data:text/html,x",
+        "",
+        # The origin becomes the challenge page's CSP form-action (review L1).
+        "https://shop.example;script-src/done",
+        "https://shop.example/done now",
+    ],
 )
 def test_return_urls_must_be_absolute_web_urls(url: str) -> None:
     with pytest.raises(InvalidRequestError):

@@ -40,6 +40,10 @@ def test_origins_are_normalised(raw: str, origin: str) -> None:
         "ftp://shop.example",
         "https://shop.example?x=1",
         "shop.example",
+        # Origins go into CSP headers: no host that could add a directive (review L1).
+        "https://shop.example;frame-ancestors",
+        "https://shop.example;script-src",
+        "https://-shop.example",
     ],
 )
 def test_anything_but_an_exact_origin_is_refused(raw: str) -> None:
@@ -93,3 +97,9 @@ def test_json_decoding_errors_never_carry_the_input() -> None:
             json_object(body)
         assert not _leaks(caught.value)
     assert json_object(b'{"a": 1}') == {"a": 1}
+
+
+def test_deeply_nested_json_is_a_bad_request_not_a_crash() -> None:
+    """Nesting that exhausts the parser's recursion fits in the 64 KiB body limit (review L3)."""
+    with pytest.raises(InvalidRequestError):
+        json_object(b"[" * 60_000)
