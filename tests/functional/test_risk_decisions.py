@@ -27,6 +27,7 @@ from bastionpay.payments.interfaces import AuthorizationRequest, AuthorizationRe
 from bastionpay.payments.sandbox import SandboxConnector
 from bastionpay.risk.models import Review, RiskAssessment, RiskLabel
 from bastionpay.risk.rule_store import MerchantRules
+from bastionpay.risk.rules.errors import FeatureValueError
 from bastionpay.risk.service import RiskEngine, RuleOutcome, Scored
 from bastionpay.runtime import Runtime
 
@@ -286,9 +287,21 @@ def test_radar_options_are_validated(risky: tuple[Runtime, TestClient]) -> None:
     unknown = pay(api, **{"radar_options[shoe_size]": "42"})
     assert unknown.status_code == 400
     assert unknown.json()["error"]["code"] == "parameter_unknown"
+    # Values that fit no kind are the caller's 400, never a rule-set failure (review M2).
+    for name, value in (("ip_address", "not-an-ip"), ("ip_address", "1.2.3"), ("ip_country", "1!")):
+        refused = pay(api, **{f"radar_options[{name}]": value})
+        assert refused.status_code == 400, (name, value)
+        assert refused.json()["error"]["param"] == f"radar_options[{name}]"
+    accepted = pay(
+        api, **{"radar_options[ip_address]": "2001:DB8::1", "radar_options[ip_country]": "us"}
+    )
+    assert accepted.status_code == 200
 
 
 class BrokenRules:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or RuntimeError("a list was deleted under a live rule")
+
     def decide(
         self,
         session: Session,
@@ -297,7 +310,7 @@ class BrokenRules:
         now: int,
         attributes: dict[str, Any],
     ) -> RuleOutcome:
-        raise RuntimeError("a list was deleted under a live rule")
+        raise self.error
 
 
 @pytest.mark.parametrize("policy", ["closed", "open"])
@@ -319,4 +332,19 @@ def test_a_failing_rules_step_follows_the_failure_policy(
             assert response.status_code == 200
             [row] = _assessments(runtime, response.json()["id"])
             assert row.error == "RuntimeError" and row.level == "not_assessed"
+    runtime.db.dispose()
+
+
+def test_a_rule_that_cannot_evaluate_its_inputs_fails_closed_even_under_an_open_policy(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Fail-open is for outages; letting a bad input switch off block lists is not (review M2)."""
+    broken = BrokenRules(FeatureValueError("ip_address", "not an IPv4 or IPv6 address"))
+    engine = RiskEngine(FixedScorer(), broken, budget_ms=5000, default_policy="open")
+    runtime = _runtime(db_url, tmp_path, engine)
+    merchant = bootstrap.create_merchant_with_keys(runtime, "m")
+    with api_client(runtime, merchant["secret_key"]) as api:
+        response = pay(api, 1000)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "risk_unavailable"
     runtime.db.dispose()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bastionpay.api.params import FormBool, FormInt, FormStr, ListParams, Metadata, Params
 
@@ -22,6 +23,27 @@ class RadarOptions(Params):
     ip_address: FormStr | None = Field(default=None, max_length=45)
     ip_country: FormStr | None = Field(default=None, min_length=2, max_length=2)
     device_id: FormStr | None = Field(default=None, max_length=128)
+
+    # Checked here, where a bad value is the caller's 400: these feed rules and lists, and a value
+    # that fits no kind would otherwise fail the merchant's whole rule set (security review M2).
+    @field_validator("ip_address")
+    @classmethod
+    def _ip_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError("must be an IPv4 or IPv6 address") from None
+
+    @field_validator("ip_country")
+    @classmethod
+    def _ip_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not (value.isascii() and value.isalpha()):
+            raise ValueError("must be a two-letter ISO 3166-1 country code")
+        return value.upper()
 
 
 class CreatePaymentIntent(Params):

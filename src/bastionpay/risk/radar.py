@@ -39,6 +39,9 @@ from bastionpay.risk.rules import (
 from bastionpay.risk.rules.values import LIST_KINDS
 
 BACKTEST_MAX_PAYMENTS: Final = 10_000
+# A back-test runs inside one API request: past this, it answers with what it has replayed.
+BACKTEST_SECONDS: Final = 10.0
+LABEL_CHUNK: Final = 500
 LIST_ITEMS_SHOWN: Final = 100  # a rendered list carries its first items, not the whole list
 RuleMode = Literal["live", "shadow"]
 
@@ -152,24 +155,19 @@ def delete_rule(scope: Scope, rule_id: str) -> dict[str, Any]:
 
 def past_payments(scope: Scope) -> Iterator[dict[str, Any]]:
     """This merchant's recent assessed payments with the inputs recorded at the time."""
-    labels = dict(
-        scope.session.execute(
-            select(RiskLabel.payment_intent_id, RiskLabel.label).where(
-                RiskLabel.merchant_id == scope.merchant_id,
-                RiskLabel.livemode.is_(scope.livemode),
+    rows = list(
+        scope.session.scalars(
+            select(RiskAssessment)
+            .where(
+                RiskAssessment.merchant_id == scope.merchant_id,
+                RiskAssessment.livemode.is_(scope.livemode),
+                RiskAssessment.score.is_not(None),
             )
-        ).all()
-    )
-    rows = scope.session.scalars(
-        select(RiskAssessment)
-        .where(
-            RiskAssessment.merchant_id == scope.merchant_id,
-            RiskAssessment.livemode.is_(scope.livemode),
-            RiskAssessment.score.is_not(None),
+            .order_by(RiskAssessment.pk.desc())
+            .limit(BACKTEST_MAX_PAYMENTS)
         )
-        .order_by(RiskAssessment.pk.desc())
-        .limit(BACKTEST_MAX_PAYMENTS)
     )
+    labels = _labels_of(scope, sorted({row.payment_intent_id for row in rows}))
     for row in rows:
         label = labels.get(row.payment_intent_id)
         yield {
@@ -181,12 +179,33 @@ def past_payments(scope: Scope) -> Iterator[dict[str, Any]]:
         }
 
 
+def _labels_of(scope: Scope, payment_intent_ids: list[str]) -> dict[str, str]:
+    """The latest label of each of these payments: only the window's, never the whole history
+    (security review M3), in chunks that stay under SQLite's bound-parameter limit."""
+    labels: dict[str, str] = {}
+    for start in range(0, len(payment_intent_ids), LABEL_CHUNK):
+        chunk = payment_intent_ids[start : start + LABEL_CHUNK]
+        for payment_intent_id, label in scope.session.execute(
+            select(RiskLabel.payment_intent_id, RiskLabel.label)
+            .where(
+                RiskLabel.merchant_id == scope.merchant_id,
+                RiskLabel.livemode.is_(scope.livemode),
+                RiskLabel.payment_intent_id.in_(chunk),
+            )
+            .order_by(RiskLabel.pk)  # ascending: a later label overwrites an earlier one
+        ):
+            labels[payment_intent_id] = label
+    return labels
+
+
 def backtest_rule(scope: Scope, source: str) -> dict[str, Any]:
     """Replay `source` over past payments against the current rule set; changes nothing."""
     lists = scope.lists()
     rule = make_rule(source, lists=lists)
     current = rule_store.current(scope.session, lists)
-    report = backtest(rule, past_payments(scope), lists, baseline=current)
+    report = backtest(
+        rule, past_payments(scope), lists, baseline=current, time_budget=BACKTEST_SECONDS
+    )
     return {"object": "radar.backtest", "rule": source, **summary(report)}
 
 

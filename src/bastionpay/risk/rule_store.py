@@ -35,6 +35,8 @@ from bastionpay.risk.rules.values import LIST_KINDS
 from bastionpay.risk.service import RuleOutcome
 
 MAX_ITEMS_PER_LIST = 100_000
+MAX_LISTS = 1_000  # per merchant and mode, as InMemoryListStore (security review M3)
+MAX_REMEMBERED_ANSWERS = 50_000
 
 
 class SqlListStore:
@@ -48,6 +50,9 @@ class SqlListStore:
             now,
         )
         self._lists: dict[str, tuple[NamedList, int]] | None = None
+        # One evaluation asks the same (list, values) question once: 500 rules testing one list
+        # cost one query, not 500 (security review M3). Any change to the lists clears it.
+        self._answers: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def _scope(self, model: Any) -> list[Any]:
         return [model.merchant_id == self.merchant_id, model.livemode.is_(self.livemode)]
@@ -80,13 +85,18 @@ class SqlListStore:
             return None
         if entry[1] == 0 or not keys:
             return False  # an empty list costs no query
-        found = self.session.scalar(
-            select(RiskListItem.pk)
-            .where(*self._scope(RiskListItem))
-            .where(RiskListItem.list_name == name, RiskListItem.value.in_(keys))
-            .limit(1)
-        )
-        return found is not None
+        answer = self._answers.get((name, keys))
+        if answer is None:
+            found = self.session.scalar(
+                select(RiskListItem.pk)
+                .where(*self._scope(RiskListItem))
+                .where(RiskListItem.list_name == name, RiskListItem.value.in_(keys))
+                .limit(1)
+            )
+            if len(self._answers) >= MAX_REMEMBERED_ANSWERS:  # a back-test reuses one store
+                self._answers.clear()
+            answer = self._answers[(name, keys)] = found is not None
+        return answer
 
     def get_list(self, name: str) -> NamedList | None:
         entry = self._load().get(name)
@@ -101,6 +111,8 @@ class SqlListStore:
             raise ListError(f"lists hold text values, not {kind.value}s")
         if name in self._load():
             raise ListError(f"list @{name} already exists", code="rule_list_exists")
+        if len(self._load()) >= MAX_LISTS:
+            raise ListError(f"at most {MAX_LISTS} lists", code="rule_list_limit")
         self.session.add(
             RiskList(
                 merchant_id=self.merchant_id,
@@ -121,6 +133,7 @@ class SqlListStore:
         for model, column in ((RiskListItem, RiskListItem.list_name), (RiskList, RiskList.name)):
             self.session.execute(delete(model).where(*self._scope(model)).where(column == name))
         del self._load()[name]
+        self._answers.clear()
 
     def _entry(self, name: str) -> tuple[NamedList, int]:
         entry = self._load().get(name)
@@ -149,6 +162,7 @@ class SqlListStore:
                 )
             )
             self._load()[name] = (named, count + 1)
+            self._answers.clear()
         return normalized
 
     def remove(self, name: str, value: str) -> bool:
@@ -162,6 +176,7 @@ class SqlListStore:
         removed = result.rowcount
         if removed:
             self._load()[name] = (named, max(0, count - 1))
+            self._answers.clear()
         return bool(removed)
 
     def items(self, name: str) -> Iterator[str]:

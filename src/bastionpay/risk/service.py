@@ -30,6 +30,7 @@ from bastionpay.observability.metrics import METRICS
 from bastionpay.risk import features as feature_sql
 from bastionpay.risk.features import PaymentSignals
 from bastionpay.risk.models import RiskAssessment
+from bastionpay.risk.rules.errors import RuleEvaluationError
 
 log = logging.getLogger("bastionpay.risk")
 
@@ -160,7 +161,9 @@ class RiskEngine:
             reason = "timeout" if isinstance(exc, FutureTimeout) else type(exc).__name__
             METRICS.risk_failures.labels(reason, effective_policy).inc()
             log.warning("risk assessment failed (%s); policy %s", reason, effective_policy)
-            if effective_policy == "closed":
+            # A rule that cannot evaluate its inputs fails closed whatever the policy: failing
+            # open would let input, not an outage, switch off block lists (security review M2).
+            if effective_policy == "closed" or isinstance(exc, RuleEvaluationError):
                 raise ServiceUnavailable(
                     "Risk assessment is temporarily unavailable, so this payment was not "
                     "processed. Retry with the same idempotency key.",
@@ -288,7 +291,9 @@ class RiskEngine:
             reason = type(exc).__name__
             METRICS.risk_failures.labels(reason, effective_policy).inc()
             log.warning("risk re-assessment failed (%s); policy %s", reason, effective_policy)
-            if effective_policy == "closed":
+            # A rule that cannot evaluate its inputs fails closed whatever the policy: failing
+            # open would let input, not an outage, switch off block lists (security review M2).
+            if effective_policy == "closed" or isinstance(exc, RuleEvaluationError):
                 raise ServiceUnavailable(
                     "Risk assessment is temporarily unavailable, so this payment was not "
                     "processed. Retry.",

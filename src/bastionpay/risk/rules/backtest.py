@@ -16,6 +16,7 @@ that carry a label, None when none do.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -119,6 +120,8 @@ class BacktestReport:
     comparison: Comparison | None = None
     errors: int = 0  # payments whose recorded features could not be evaluated
     error_ids: list[str] = field(default_factory=list)
+    # The time budget ran out before every payment was replayed: the figures cover `payments`.
+    truncated: bool = False
 
     @property
     def matched_ids_truncated(self) -> bool:
@@ -153,7 +156,13 @@ def backtest(
     three_ds_completed: bool = False,
     on_match: Callable[[PastPayment, Decision], None] | None = None,
     max_sample: int = MAX_SAMPLE,
+    time_budget: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> BacktestReport:
+    """Replay `candidate` over `payments`; with `time_budget` (seconds), stop when it runs out and
+    mark the report `truncated` — one request must not hold a worker and the database for as long
+    as the largest rule set times the longest history takes (security review M3)."""
+    deadline = None if time_budget is None else monotonic() + time_budget
     report = BacktestReport(comparison=Comparison() if baseline is not None else None)
     rule = candidate if isinstance(candidate, Rule) else None
     if isinstance(candidate, Rule):
@@ -165,6 +174,9 @@ def backtest(
         candidate_rules = candidate.rules
         candidate_version = candidate.version
     for item in payments:
+        if deadline is not None and monotonic() > deadline:
+            report.truncated = True
+            break
         payment = item if isinstance(item, PastPayment) else PastPayment.from_mapping(item)
         report.payments += 1
         report.history.add(payment)
@@ -237,6 +249,7 @@ def summary(report: BacktestReport) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "payments": report.payments,
+        "truncated": report.truncated,
         "errors": report.errors,
         "history": stats(report.history),
         "matched": stats(report.matched),

@@ -101,11 +101,19 @@ def _literal_kind_name(value: Value) -> str:
 
 
 class _Compiler:
-    def __init__(self, source: str, registry: AttributeRegistry, lists: ListCatalog) -> None:
+    def __init__(
+        self,
+        source: str,
+        registry: AttributeRegistry,
+        lists: ListCatalog,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.source = source
         self.registry = registry
         self.lists = lists
+        self.limits = limits
         self.list_names: set[str] = set()
+        self.list_refs = 0
 
     def error(self, message: str, position: int, kind: ErrorKind = "type") -> RuleSyntaxError:
         return RuleSyntaxError(message, position=position, source=self.source, kind=kind)
@@ -214,6 +222,13 @@ class _Compiler:
         return InSet(Attr(spec.name, spec.kind), frozenset(values), values, expr.negated)
 
     def in_list(self, expr: InNamedList) -> Node:
+        self.list_refs += 1
+        if self.list_refs > self.limits.max_list_refs:
+            raise self.error(
+                f"a rule may test at most {self.limits.max_list_refs} lists",
+                expr.list_position,
+                "limit",
+            )
         spec = self.attr(expr.attr)
         kind = self.lists.list_kind(expr.list_name)
         if kind is None:
@@ -253,7 +268,7 @@ def compile_rule(
 ) -> CompiledRule:
     """Parse and check one rule (`block if …`). Raises only RuleSyntaxError."""
     syntax = parse(source, limits)
-    compiler = _Compiler(source, registry, lists)
+    compiler = _Compiler(source, registry, lists, limits)
     root = compiler.lower(syntax.condition)
     predicate = CompiledPredicate(root, root.attributes(), frozenset(compiler.list_names))
     return CompiledRule(syntax.action, predicate)

@@ -23,6 +23,8 @@ class Limits:
     max_fraction_digits: int = 8  # exact decimals; a rate or ratio never needs more
     max_name_length: int = 64  # attribute and list names
     max_rules_per_set: int = 500
+    # `in @list` tests in one rule: each may cost a query per payment (security review M3).
+    max_list_refs: int = 8
 
 
 DEFAULT_LIMITS: Final = Limits()

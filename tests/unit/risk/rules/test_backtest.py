@@ -162,3 +162,15 @@ def test_bad_recorded_features_are_counted_not_fatal() -> None:
 def test_malformed_history_rows(bad: dict[str, Any]) -> None:
     with pytest.raises(RuleSetError):
         backtest(make_rule("block if :amount: > 1"), [bad], LISTS)
+
+
+def test_a_time_budget_stops_the_replay_and_says_so() -> None:
+    """One request must not replay for as long as the largest history takes (review M3)."""
+    ticks = iter(range(100))
+    rule = make_rule("block if :risk_score: > 75")
+    report = backtest(rule, HISTORY, LISTS, time_budget=3, monotonic=lambda: float(next(ticks)))
+    # Started at 0, the deadline is 3: payments at ticks 1, 2 and 3 are replayed, then it stops.
+    assert report.truncated and report.payments == 3
+    assert summary(report)["truncated"] is True
+    whole = backtest(rule, HISTORY, LISTS, time_budget=60)
+    assert not whole.truncated and whole.payments == len(HISTORY)

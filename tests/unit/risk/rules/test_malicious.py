@@ -6,19 +6,24 @@ import time
 
 import pytest
 
-from bastionpay.risk.rules import InMemoryListStore, Limits, RuleSyntaxError, compile_rule
+from bastionpay.risk.rules import (
+    InMemoryListStore,
+    Limits,
+    RuleSyntaxError,
+    ValueKind,
+    compile_rule,
+)
 
 # Generous text and token limits, so the inner limits (depth, digits, items) are reached.
 WIDE = Limits(max_length=200_000, max_tokens=200_000)
 
 
-def rejected(source: str, limits: Limits | None = None) -> RuleSyntaxError:
+def rejected(
+    source: str, limits: Limits | None = None, lists: InMemoryListStore | None = None
+) -> RuleSyntaxError:
     started = time.process_time()  # CPU, not wall: the machine is shared
     with pytest.raises(RuleSyntaxError) as caught:
-        if limits is None:
-            compile_rule(source)
-        else:
-            compile_rule(source, limits=limits)
+        compile_rule(source, limits=limits or Limits(), lists=lists or InMemoryListStore())
     assert time.process_time() - started < 2
     return caught.value
 
@@ -167,6 +172,17 @@ def test_huge_lists() -> None:
     assert compile_rule(f"block if :amount: in ({ok})").predicate.matches(
         {"amount": 255}, InMemoryListStore()
     )
+
+
+def test_list_tests_per_rule_are_bounded() -> None:
+    """Each `in @list` may cost a query per payment (security review M3)."""
+    lists = InMemoryListStore()
+    lists.create_list("emails", ValueKind.EMAIL)
+    eight = " or ".join([":email: in @emails"] * 8)
+    assert compile_rule(f"block if {eight}", lists=lists).predicate.lists == {"emails"}
+    error = rejected(f"block if {eight} or :email: in @emails", None, lists)
+    assert error.kind == "limit"
+    assert "at most 8 lists" in error.reason
 
 
 def test_token_limit() -> None:
