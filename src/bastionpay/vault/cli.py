@@ -66,8 +66,11 @@ def run_vault(settings: VaultSettings, *, ready_file: Path | None = None) -> Non
     """Initialise (data dir, keys, certificates, migrations) and serve until SIGINT/SIGTERM."""
     from bastionpay.vault.server import Listeners, VaultServer, bind  # noqa: PLC0415 - web stack
 
+    try:
+        tls = vault_tls(settings)
+    except ValueError as exc:  # a half-configured PKI: refuse to start, say what is missing
+        raise click.ClickException(str(exc)) from None
     runtime = build_vault_runtime(settings)
-    tls = vault_tls(settings)
     listeners = Listeners(
         internal=bind(settings.internal_host or settings.host, settings.internal_port),
         public=bind(settings.public_host or settings.host, settings.public_port),

@@ -74,7 +74,25 @@ def ensure_dev_vault_pki(tls_dir: Path) -> VaultTls:
 
 
 def vault_tls(settings: VaultSettings) -> VaultTls:
-    """Configured certificate files, or the development PKI for whatever is not configured."""
+    """Configured certificate files, or the development PKI when none is configured.
+
+    All five or none: with some configured and others not, filling the gaps from a development CA
+    created on the vault host would leave its key there — and with `client_ca_file` the missing
+    one, the internal listener would trust a CA whose key sits beside it (security review L4).
+    """
+    configured = {
+        "internal_cert_file": settings.internal_cert_file,
+        "internal_key_file": settings.internal_key_file,
+        "public_cert_file": settings.public_cert_file,
+        "public_key_file": settings.public_key_file,
+        "client_ca_file": settings.client_ca_file,
+    }
+    missing = sorted(name for name, value in configured.items() if not value)
+    if missing and len(missing) < len(configured):
+        raise ValueError(
+            "incomplete TLS settings for the vault: set all of the certificate settings or none "
+            f"(none: a development PKI); missing {', '.join(missing)}"
+        )
     internal = settings.internal_cert_file and settings.internal_key_file
     public = settings.public_cert_file and settings.public_key_file
     dev = None

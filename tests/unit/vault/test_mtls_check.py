@@ -14,7 +14,8 @@ from cryptography.x509.oid import NameOID
 
 from bastionpay.crypto.devpki import ensure_dev_pki, issue_leaf
 from bastionpay.vault.mtls import ClientCheck, ClientRejected, internal_server_context
-from bastionpay.vault.pki import ensure_dev_vault_pki
+from bastionpay.vault.pki import ensure_dev_vault_pki, vault_tls
+from bastionpay.vault.settings import VaultSettings
 
 
 def _ca(tmp: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -93,3 +94,29 @@ def test_the_internal_context_requires_a_client_certificate_from_the_platform_ca
     assert tls.api_client_cert_file is not None
     client = x509.load_pem_x509_certificate(tls.api_client_cert_file.read_bytes())
     assert ClientCheck(["bastionpay-api"]).check(client.public_bytes(serialization.Encoding.DER))
+
+
+def test_a_half_configured_pki_is_refused_not_filled_from_a_dev_ca(tmp_path: Path) -> None:
+    """Security review L4: no development CA key is created beside a production certificate."""
+    dev = ensure_dev_vault_pki(tmp_path / "dev")
+    partial = VaultSettings(
+        data_dir=tmp_path / "vault",
+        internal_cert_file=dev.internal_cert_file,
+        internal_key_file=dev.internal_key_file,
+        public_cert_file=dev.public_cert_file,
+        public_key_file=dev.public_key_file,
+    )
+    with pytest.raises(ValueError, match="missing client_ca_file"):
+        vault_tls(partial)
+    assert not (tmp_path / "vault" / "tls").exists()
+    complete = VaultSettings(
+        data_dir=tmp_path / "vault",
+        internal_cert_file=dev.internal_cert_file,
+        internal_key_file=dev.internal_key_file,
+        public_cert_file=dev.public_cert_file,
+        public_key_file=dev.public_key_file,
+        client_ca_file=dev.ca_file,
+    )
+    tls = vault_tls(complete)
+    assert tls.ca_file == dev.ca_file and tls.api_client_cert_file is None
+    assert not (tmp_path / "vault" / "tls").exists()
