@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     fee_fixed: int = Field(default=30, ge=0)
     # Funds become `available` this many seconds after capture (Stripe's rolling payout delay).
     availability_delay_seconds: int = Field(default=2 * 24 * 3600, ge=0)
+    # Charged to the merchant when a chargeback opens, returned if it is won (Stripe: $15.00),
+    # in minor units of the disputed charge's currency (docs/disputes.md).
+    dispute_fee: int = Field(default=1500, ge=0)
 
     # Idempotency (P1): results replayed for at least 24 h; a lock older than this is abandoned.
     idempotency_retention_seconds: int = Field(default=24 * 3600, ge=24 * 3600)

@@ -50,6 +50,7 @@ class Runtime:
             basis_points=self.settings.fee_basis_points,
             fixed=self.settings.fee_fixed,
             availability_delay_seconds=self.settings.availability_delay_seconds,
+            dispute_fee=self.settings.dispute_fee,
         )
 
     def payment_context(

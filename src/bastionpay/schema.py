@@ -5,6 +5,7 @@ from __future__ import annotations
 from bastionpay.audit import models as audit_models
 from bastionpay.customers import models as customers_models
 from bastionpay.db.base import Base
+from bastionpay.disputes import models as disputes_models
 from bastionpay.idempotency import models as idempotency_models
 from bastionpay.identity import models as identity_models
 from bastionpay.ledger import models as ledger_models
@@ -17,6 +18,7 @@ metadata = Base.metadata
 MODEL_MODULES = (
     audit_models,
     customers_models,
+    disputes_models,
     idempotency_models,
     identity_models,
     ledger_models,

@@ -55,6 +55,10 @@ def _world(runtime: Runtime, name: str) -> World:
         ids["payment_methods"] = paid["payment_method"]
         refund = api.post("/v1/refunds", data={"payment_intent": paid["id"], "amount": "100"})
         ids["refunds"] = refund.json()["id"]
+        disputed = pay(api, pm="pm_card_createDispute").json()  # Stripe's dispute test card
+        ids["disputes"] = api.get("/v1/disputes", params={"payment_intent": disputed["id"]}).json()[
+            "data"
+        ][0]["id"]
         txns = api.get("/v1/balance_transactions").json()["data"]
         ids["balance_transactions"] = txns[0]["id"]
         rule = api.post("/v1/radar/rules", data={"rule": "review if :amount_in_usd: > 5000"})
@@ -98,6 +102,7 @@ _SEGMENT_KIND = {
     "payment_methods": "payment_methods",
     "customers": "customers",
     "reviews": "reviews",
+    "disputes": "disputes",
     "rules": "rules",
     "value_lists": "value_lists",
     "balance_transactions": "balance_transactions",

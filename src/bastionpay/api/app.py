@@ -26,6 +26,7 @@ from bastionpay.audit import views as audit_views
 from bastionpay.audit.seal import latest_checkpoint
 from bastionpay.customers import views as customer_views
 from bastionpay.db.uow import unit_of_work
+from bastionpay.disputes import views as dispute_views
 from bastionpay.edge.filtering import RequestFilter
 from bastionpay.edge.headers import SecurityHeaders
 from bastionpay.edge.networks import client_address, contains, parse_address, parse_networks
@@ -65,6 +66,7 @@ ENDPOINTS: list[Endpoint] = [
     *audit_views.ENDPOINTS,
     *payment_views.ENDPOINTS,
     *review_views.ENDPOINTS,
+    *dispute_views.ENDPOINTS,
     *risk_views.ENDPOINTS,
     *customer_views.ENDPOINTS,
     *ledger_views.ENDPOINTS,

@@ -24,6 +24,7 @@ EXPAND_PERMISSIONS: dict[str, str] = {
     "customer": perm.CUSTOMERS_READ,
     "payment_method": perm.CUSTOMERS_READ,
     "latest_charge": perm.PAYMENTS_READ,
+    "charge": perm.PAYMENTS_READ,
     "payment_intent": perm.PAYMENTS_READ,
     "balance_transaction": perm.BALANCE_READ,
 }
@@ -211,7 +212,7 @@ def charge(c: Charge, ex: Expander | None = None) -> Obj:
         "balance_transaction": c.balance_transaction_id,
         "description": c.description,
         "metadata": c.metadata_,
-        "disputed": False,
+        "disputed": bool(c.disputed),
         "authorization_code": c.authorization_code,
         "receipt_email": None,
         "statement_descriptor": None,
@@ -282,6 +283,14 @@ def refund(r: Refund, ex: Expander | None = None) -> Obj:
     }
 
 
+def _reporting_category(b: BalanceTransaction) -> str:
+    if b.type == "adjustment":
+        # Disputes (bastionpay.disputes): the withdrawal is negative, a won dispute's reversal
+        # positive — Stripe's `dispute` and `dispute_reversal` categories.
+        return "dispute" if b.amount < 0 else "dispute_reversal"
+    return "charge" if b.type == "charge" else "refund"
+
+
 def balance_transaction(b: BalanceTransaction, now: int) -> Obj:
     return {
         "id": b.id,
@@ -296,7 +305,7 @@ def balance_transaction(b: BalanceTransaction, now: int) -> Obj:
         "description": b.description,
         "available_on": b.available_on,
         "status": "available" if b.available_on <= now else "pending",
-        "reporting_category": "charge" if b.type == "charge" else "refund",
+        "reporting_category": _reporting_category(b),
         "exchange_rate": None,
         "fee_details": (
             [
@@ -304,7 +313,7 @@ def balance_transaction(b: BalanceTransaction, now: int) -> Obj:
                     "amount": b.fee,
                     "currency": b.currency,
                     "type": "stripe_fee",
-                    "description": "Processing fees",
+                    "description": "Dispute fee" if b.type == "adjustment" else "Processing fees",
                     "application": None,
                 }
             ]

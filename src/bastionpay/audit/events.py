@@ -42,6 +42,12 @@ Action = Literal[
     "payments.payment_intent.authenticate",  # 3-D Secure (issue 4, item 7)
     "payments.payment_intent.resolve",  # a timed-out payment settled by the janitor (item 6)
     "payments.refund.create",
+    # Disputes (chargebacks, issue 7): opened and resolved by the (simulated) card network,
+    # answered by the merchant.
+    "disputes.dispute.create",
+    "disputes.dispute.update",
+    "disputes.dispute.close",
+    "disputes.dispute.resolve",
     "audit.log.read",
     "audit.log.export",
     "audit.log.verify",

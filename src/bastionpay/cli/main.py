@@ -9,6 +9,7 @@ import click
 from bastionpay import __version__
 from bastionpay.cli.admin import db_group, keys_group, ledger_group, merchants_group
 from bastionpay.cli.audit import audit_group
+from bastionpay.cli.disputes import disputes_group
 from bastionpay.cli.oauth import oauth_group
 from bastionpay.cli.processes import api, up, worker
 from bastionpay.cli.radar import radar_group
@@ -49,6 +50,7 @@ for command in (
     audit_group,
     oauth_group,
     reviews_group,
+    disputes_group,
     radar_group,
     risk_group,
     vault_group,

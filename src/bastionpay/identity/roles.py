@@ -30,7 +30,7 @@ PLATFORM_ROLES: Final[tuple[PlatformRole, ...]] = (
 ALL_ROLES: Final = (*MERCHANT_ROLES, *PLATFORM_ROLES)
 
 _READS: Final = frozenset(
-    {p.PAYMENTS_READ, p.CUSTOMERS_READ, p.BALANCE_READ, p.RISK_READ},
+    {p.PAYMENTS_READ, p.CUSTOMERS_READ, p.BALANCE_READ, p.RISK_READ, p.DISPUTES_READ},
 )
 
 ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
@@ -42,14 +42,17 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     # Integrates: payments and customers, keys and apps; not staff, not reviews, not refunds.
     "developer": _READS
     | {p.PAYMENTS_WRITE, p.CUSTOMERS_WRITE, p.KEYS_MANAGE, p.APPS_MANAGE, p.RISK_WRITE},
-    # Reads and decides reviews.
-    "analyst": _READS | {p.RISK_REVIEW},
-    "support_readonly": frozenset({p.PAYMENTS_READ, p.CUSTOMERS_READ}),
+    # Reads and decides reviews, and answers disputes (risk work: evidence, accepting a loss).
+    "analyst": _READS | {p.RISK_REVIEW, p.DISPUTES_WRITE},
+    # Support sees a customer's dispute to answer the customer; it changes nothing.
+    "support_readonly": frozenset({p.PAYMENTS_READ, p.CUSTOMERS_READ, p.DISPUTES_READ}),
     # Platform operators.
     "platform_admin": frozenset({p.PLATFORM_USERS, *_READS}),
     "risk_analyst": _READS | {p.RISK_REVIEW, p.RISK_WRITE},
     "security_officer": frozenset({p.AUDIT_READ, p.VAULT_KEYS, p.PAYMENTS_READ}),
-    "compliance_auditor": frozenset({p.AUDIT_READ, p.PAYMENTS_READ, p.BALANCE_READ}),
+    "compliance_auditor": frozenset(
+        {p.AUDIT_READ, p.PAYMENTS_READ, p.BALANCE_READ, p.DISPUTES_READ}
+    ),
 }
 
 

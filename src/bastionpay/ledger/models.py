@@ -33,7 +33,8 @@ class LedgerAccount(Base):
 class LedgerTransaction(MerchantOwned, Base):
     __tablename__ = "ledger_transactions"
 
-    kind: Mapped[str] = mapped_column(String(32))  # authorization | capture | void | refund
+    # authorization | capture | void | refund | dispute | dispute_reversal
+    kind: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[str] = mapped_column(String(64), index=True)
     currency: Mapped[str] = mapped_column(String(3))
 
@@ -61,7 +62,7 @@ class BalanceTransaction(MerchantOwned, Base):
     fee: Mapped[int] = mapped_column(BigInteger)
     net: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    type: Mapped[str] = mapped_column(String(32))  # charge | refund
+    type: Mapped[str] = mapped_column(String(32))  # charge | refund | adjustment (disputes)
     source_id: Mapped[str] = mapped_column(String(64), index=True)
     description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     available_on: Mapped[int] = mapped_column(BigInteger)

@@ -245,6 +245,21 @@ def refund_lines(amount: int) -> list[Line]:
     return [Line(MERCHANT_BALANCE, amount), Line(PROCESSOR_RECEIVABLE, -amount)]
 
 
+def dispute_lines(amount: int, fee: int) -> list[Line]:
+    """A chargeback: the network takes the disputed amount back from the receivable, and the
+    merchant pays it plus the dispute fee (Stripe's `adjustment` / reporting category `dispute`)."""
+    return [
+        Line(MERCHANT_BALANCE, amount + fee),
+        Line(PROCESSOR_RECEIVABLE, -amount),
+        Line(FEE_REVENUE, -fee),
+    ]
+
+
+def dispute_reversal_lines(amount: int, fee: int) -> list[Line]:
+    """A won dispute: the exact opposite of `dispute_lines` (a new entry, never an edit)."""
+    return [Line(line.account, -line.amount) for line in dispute_lines(amount, fee)]
+
+
 def account_balance(
     session: Session, merchant_id: str, livemode: bool, currency: str, code: str
 ) -> int:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from bastionpay.disputes.models import Dispute
+from bastionpay.disputes.states import FUNDS_WITHDRAWN
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import (
     BalanceTransaction,
@@ -193,7 +195,8 @@ def _fees_match(session: Session) -> Check:
 def _receivable_matches(session: Session) -> Check:
     check = Check(
         "receivable_matches_charges",
-        "processor receivable equals captured charges minus succeeded refunds",
+        "processor receivable equals captured charges minus succeeded refunds and the amounts "
+        "of disputes whose funds are withdrawn",
     )
     captured = session.execute(
         select(
@@ -205,16 +208,22 @@ def _receivable_matches(session: Session) -> Check:
         .where(Refund.status == "succeeded")
         .group_by(Refund.merchant_id, Refund.livemode, Refund.currency)
     ).all()
+    # A chargeback takes its amount back until it is won (`disputes.states.FUNDS_WITHDRAWN`).
+    disputed = session.execute(
+        select(Dispute.merchant_id, Dispute.livemode, Dispute.currency, func.sum(Dispute.amount))
+        .where(Dispute.status.in_(FUNDS_WITHDRAWN))
+        .group_by(Dispute.merchant_id, Dispute.livemode, Dispute.currency)
+    ).all()
     domain: dict[tuple[str, bool, str], int] = {}
     for m, lm, c, s in captured:
         domain[(m, bool(lm), c)] = domain.get((m, bool(lm), c), 0) + int(s)
-    for m, lm, c, s in refunded:
+    for m, lm, c, s in [*refunded, *disputed]:
         domain[(m, bool(lm), c)] = domain.get((m, bool(lm), c), 0) - int(s)
     return _compare(
         check,
         _account_totals(session, ledger.PROCESSOR_RECEIVABLE),
         domain,
-        "charges minus refunds",
+        "charges minus refunds and disputes",
     )
 
 

@@ -20,7 +20,7 @@ class NoParams(Params):
 
 
 class ListBalanceTransactions(ListParams):
-    type: Literal["charge", "refund"] | None = None
+    type: Literal["charge", "refund", "adjustment"] | None = None
     source: FormStr | None = None
     currency: FormStr | None = None
 

@@ -20,6 +20,9 @@ AUDIT_READ: Final = "audit:read"
 RISK_READ: Final = "risk:read"  # reviews, rules, lists (issue 7)
 RISK_REVIEW: Final = "risk:review"  # approve and reject reviews
 RISK_WRITE: Final = "risk:write"  # rules and lists
+# Disputes (chargebacks): reading them, and answering them (evidence, submit, accept).
+DISPUTES_READ: Final = "disputes:read"
+DISPUTES_WRITE: Final = "disputes:write"
 # Identity (issue 5): API keys, the merchant's staff, third-party apps.
 KEYS_MANAGE: Final = "keys:manage"
 USERS_MANAGE: Final = "users:manage"
@@ -40,6 +43,8 @@ MERCHANT_PERMISSIONS: Final = frozenset(
         RISK_READ,
         RISK_REVIEW,
         RISK_WRITE,
+        DISPUTES_READ,
+        DISPUTES_WRITE,
     }
 )
 # What a secret key holds: every merchant API permission, but not the identity administration a

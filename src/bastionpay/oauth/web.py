@@ -89,6 +89,7 @@ STEP_UP_SCOPES: Final = frozenset(
         p.AUDIT_READ,
         p.RISK_REVIEW,
         p.RISK_WRITE,
+        p.DISPUTES_WRITE,  # accepting a dispute concedes the money
     }
 )
 
@@ -103,6 +104,8 @@ SCOPE_WORDS: Final[dict[str, str]] = {
     p.RISK_READ: "See fraud reviews, rules and lists",
     p.RISK_REVIEW: "Approve or reject payments held for review",
     p.RISK_WRITE: "Change fraud rules and lists",
+    p.DISPUTES_READ: "See disputes (chargebacks) on your payments",
+    p.DISPUTES_WRITE: "Answer disputes: submit evidence or accept them",
 }
 
 _templates = Environment(

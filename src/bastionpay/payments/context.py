@@ -16,6 +16,7 @@ class Pricing:
     basis_points: int
     fixed: int
     availability_delay_seconds: int
+    dispute_fee: int = 1500  # Settings.dispute_fee
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastionpay.db.base import Base, MerchantOwned
@@ -72,6 +72,8 @@ class Charge(MerchantOwned, Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))  # succeeded | pending | failed
     captured: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A dispute (chargeback or inquiry) was opened on this charge (`bastionpay.disputes`).
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
     outcome: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bastionpay.disputes import service as disputes
 from bastionpay.kernel import money
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
 from bastionpay.kernel.ids import new_id
@@ -77,6 +78,15 @@ def create(
         raise InvalidRequestError(
             f"Charge {charge.id} has not been captured; cancel its PaymentIntent instead.",
             code="charge_not_refundable",
+            param="charge",
+        )
+    dispute = disputes.for_charge(session, charge.id) if charge.disputed else None
+    if charge.disputed and (dispute is None or not dispute.is_charge_refundable):
+        # Stripe's `charge_disputed`: the network already took the money back (a chargeback); a
+        # refund would pay the cardholder twice. A charge under inquiry may still be refunded.
+        raise InvalidRequestError(
+            f"Charge {charge.id} has been charged back; it cannot be refunded.",
+            code="charge_disputed",
             param="charge",
         )
     remaining = charge.amount_captured - charge.amount_refunded
@@ -158,6 +168,8 @@ def create(
     refund.processor_reference = outcome.reference
     refund.balance_transaction_id = balance_txn.id
     charge.amount_refunded += refund_amount
+    if dispute is not None:
+        disputes.refunded(session, ctx, dispute)
     return refund
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bastionpay.disputes import service as disputes
 from bastionpay.kernel import money
 from bastionpay.kernel.errors import ProcessorError
 from bastionpay.kernel.ids import new_id
@@ -42,8 +43,13 @@ def book_capture(
     captured: int,
     *,
     preceding: tuple[ledger.Posting, ...] = (),
+    method: PaymentMethod | None = None,
 ) -> None:
-    """Post the capture (after any `preceding` postings, in the same statements)."""
+    """Post the capture (after any `preceding` postings, in the same statements).
+
+    In test mode a dispute test card's capture opens its dispute here, in the same unit of work
+    (`disputes.service.open_for_test_card`); `method` spares looking the card up again.
+    """
     fee = merchant_fee(ctx, captured)
     capture = ledger.Posting(
         kind="capture",
@@ -80,6 +86,7 @@ def book_capture(
     intent.amount_received = captured
     intent.amount_capturable = 0
     intent.status = "succeeded"
+    disputes.open_for_test_card(session, ctx, charge, method)
 
 
 def last_payment_error(decline: Decline, charge: Charge, method: PaymentMethod) -> dict[str, Any]:
@@ -209,5 +216,7 @@ def after_authorization(
     else:
         capture_with_processor(ctx, charge, intent.amount)
         # Authorization and capture stay two ledger transactions, written together.
-        book_capture(session, ctx, intent, charge, intent.amount, preceding=(authorization,))
+        book_capture(
+            session, ctx, intent, charge, intent.amount, preceding=(authorization,), method=method
+        )
     return ConfirmOutcome(intent=intent, charge=charge)

@@ -2,7 +2,8 @@
 
 Only the card's display attributes live here — brand, last4, funding, country — never a card number:
 the api zone holds no PAN, not even a public test one (ARCHITECTURE). The `behaviour` names how the
-sandbox connector answers an authorization for the card.
+sandbox connector answers an authorization for the card; the dispute cards are approved by it (and
+by the vault's acquirer, which approves every Luhn-valid number it has no other rule for).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class TestCard:
     decline: Decline | None = None
     # Radar's test cards force a risk evaluation: "block", "highest" or "elevated".
     risk: str | None = None
+    # Stripe's dispute test cards: once captured, the simulated network opens a dispute with this
+    # reason, as an inquiry when the flag is set (`disputes.service.open_for_test_card`).
+    dispute: tuple[str, bool] | None = None
 
 
 def _declined(code: str, decline_code: str, message: str) -> Decline:
@@ -95,6 +99,16 @@ TEST_CARDS: Final[dict[str, TestCard]] = {
     ),
     "pm_card_threeDSecure2Required": TestCard(
         "visa", "3220", "credit", "US", _AUTHENTICATION_REQUIRED
+    ),
+    # Disputes (docs/disputes.md): the charge succeeds, then the cardholder disputes it.
+    "pm_card_createDispute": TestCard(
+        "visa", "0259", "credit", "US", dispute=("fraudulent", False)
+    ),
+    "pm_card_createDisputeProductNotReceived": TestCard(
+        "visa", "2685", "credit", "US", dispute=("product_not_received", False)
+    ),
+    "pm_card_createDisputeInquiry": TestCard(
+        "visa", "1976", "credit", "US", dispute=("fraudulent", True)
     ),
     "pm_card_chargeDeclinedVelocityLimitExceeded": TestCard(
         "visa",

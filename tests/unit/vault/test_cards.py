@@ -68,6 +68,9 @@ REFERENCE = [
     ("pm_card_authenticationRequired", "4000002760003184", "visa", "credit"),
     ("pm_card_threeDSecure2Required", "4000000000003220", "visa", "credit"),
     (None, "4000008260003178", "visa", "credit"),
+    ("pm_card_createDispute", "4000000000000259", "visa", "credit"),
+    ("pm_card_createDisputeProductNotReceived", "4000000000002685", "visa", "credit"),
+    ("pm_card_createDisputeInquiry", "4000000000001976", "visa", "credit"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Disputes (chargebacks): Stripe's Dispute object, opened and decided by the card network."""
