@@ -78,13 +78,15 @@ def train_simulated_model(
         dataset = Path(tmp) / "simulated.csv"
         write_csv(dataset, events, seed=seed)
         # A small, fixed search: a fresh install must be ready in seconds, not minutes.
-        # The linear blend (model/linear.py) adds a second or two and no scoring cost.
+        # The linear and neural blend (model/linear.py, model/neural.py) add a few seconds and
+        # ~0.02 ms per score.
         config = TrainingConfig(
             threads=1,
             max_iter=150,
             max_leaf_nodes=(31,),
             positive_weights=("sqrt",),
             linear_blend=True,
+            neural_blend=True,
         )
         trained = train(dataset, "label", "time", config=config)
         store.save(trained, models_dir, activate=True)

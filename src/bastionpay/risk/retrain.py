@@ -211,7 +211,9 @@ def compare_with_active(
     if evaluation is None or len(evaluation.y) != len(split.test):  # pragma: no cover - same split
         return {"active": active, "skipped": "the new model's test part could not be rebuilt"}
     x = loaded.schema.encode_frame(table.frame.iloc[split.test])
-    probability = calibrated_probability(loaded.trees, loaded.calibrator, x, loaded.linear)
+    probability = calibrated_probability(
+        loaded.trees, loaded.calibrator, x, loaded.linear, loaded.neural
+    )
     return {
         "active": active,
         "rows": len(split.test),

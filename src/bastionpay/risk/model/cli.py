@@ -65,10 +65,21 @@ def _dataset_options(func: F) -> F:
             show_default=True,
         ),
         click.option(
-            "--linear-blend/--trees-only",
+            "--linear-blend/--no-linear-blend",
             default=True,
             show_default=True,
             help="Blend the trees with a regularised logistic regression (mean log-odds).",
+        ),
+        click.option(
+            "--neural-blend/--no-neural-blend",
+            default=True,
+            show_default=True,
+            help="Blend in a one-hidden-layer neural network too (mean log-odds).",
+        ),
+        click.option(
+            "--trees-only",
+            is_flag=True,
+            help="The boosted trees alone: no linear, no neural part.",
         ),
         click.option(
             "--elevated-probability",
@@ -389,7 +400,8 @@ def _training_config(options: dict[str, Any]) -> TrainingConfig:
         exclude=tuple(options["exclude"]),
         mapping=ScoreMapping(options["elevated_probability"], options["highest_probability"]),
         threads=options["threads"],
-        linear_blend=options["linear_blend"],
+        linear_blend=options["linear_blend"] and not options["trees_only"],
+        neural_blend=options["neural_blend"] and not options["trees_only"],
     )
 
 

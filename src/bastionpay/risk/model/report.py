@@ -102,11 +102,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"({split['test']['positives']}).",
         f"Model: HistGradientBoostingClassifier {json.dumps(model['candidate'])}, "
         f"{model['params']['max_iter']} iterations"
-        + (
-            ", blended with a logistic regression (mean log-odds)"
-            if model.get("linear_blend")
-            else ""
-        )
+        + _blend_description(model)
         + f", {model['calibration']} calibration of the model's log-odds.",
         "",
         "## Test part",
@@ -214,6 +210,18 @@ def plot_pr_curve(model: TrainedModel, path: Path) -> None:
     axes.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, format="png")
+
+
+def _blend_description(model: dict[str, Any]) -> str:
+    parts = [
+        name
+        for key, name in (
+            ("linear_blend", "a logistic regression"),
+            ("neural_blend", "a neural network"),
+        )
+        if model.get(key)
+    ]
+    return f", blended with {' and '.join(parts)} (mean log-odds)" if parts else ""
 
 
 def _ratio(a: float, b: float) -> float | None:

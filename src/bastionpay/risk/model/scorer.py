@@ -11,7 +11,8 @@ the per-row cost. Three things keep it small:
   scikit-learn when the scorer is built and replaced by scikit-learn's own path if it disagrees;
   larger batches go through scikit-learn, whose per-row cost is lower once its per-call overhead
   is spread over many rows;
-- a blended model's linear part (`linear.py`) is a few numpy operations on the same matrix;
+- a blended model's linear and neural parts (`linear.py`, `neural.py`) are a few numpy
+  operations on the same matrix (a dot product; two small matrix products);
 - the calibrated probability is the decision function through the calibrator
   (`training.calibrate`, what `CalibratedClassifierCV.predict_proba` computes, without that
   wrapper's per-call validation layers; a test checks both give the same numbers).
@@ -29,11 +30,10 @@ import numpy.typing as npt
 from threadpoolctl import ThreadpoolController
 
 from bastionpay.risk.model.fastpath import CompiledTrees, FastPathUnavailable, compile_checked
-from bastionpay.risk.model.linear import blend
 from bastionpay.risk.model.schema import FloatMatrix, Schema
 from bastionpay.risk.model.scoremap import ELEVATED_SCORE, HIGHEST_SCORE, ScoreMapping
 from bastionpay.risk.model.store import LoadedModel
-from bastionpay.risk.model.training import calibrate
+from bastionpay.risk.model.training import blend_parts, calibrate
 
 log = logging.getLogger("bastionpay.risk")
 
@@ -51,6 +51,7 @@ class ModelScorer:
         self._trees = model.trees
         self._calibrator = model.calibrator
         self._linear = model.linear
+        self._neural = model.neural
         self._threads = threads
         # Built once: discovering the loaded thread pools walks the process's libraries (~1 ms).
         self._controller = ThreadpoolController()
@@ -98,6 +99,5 @@ class ModelScorer:
                 decision = self._compiled.decision_function(x)
             else:
                 decision = self._trees.decision_function(x)
-            if self._linear is not None:
-                decision = blend(decision, self._linear.decision_function(x))
+            decision = blend_parts(decision, x, self._linear, self._neural)
             return calibrate(self._calibrator, decision)

@@ -5,7 +5,8 @@ Layout under a models directory (by default `<data_dir>/risk/models/`):
     active                        one line: the active version (replaced atomically)
     20261128T170500Z-1a2b3c4d/    one directory per version, never modified once written
         model.skops               {"trees": the boosted trees, "calibrator": their calibrator,
-                                   and "linear": the blended linear part's numpy arrays, if any}
+                                   and "linear" / "neural": the blended parts' numpy arrays, if
+                                   any}
         manifest.json             everything else: features, score mapping, parameters, metrics,
                                   training-data SHA-256, split, library versions, and the
                                   SHA-256 of model.skops
@@ -44,6 +45,7 @@ from sklearn import __version__ as sklearn_version
 
 from bastionpay.risk.model.errors import ModelLoadError
 from bastionpay.risk.model.linear import LinearPart
+from bastionpay.risk.model.neural import NeuralPart
 from bastionpay.risk.model.schema import Schema
 from bastionpay.risk.model.scoremap import ScoreMapping
 from bastionpay.risk.model.training import MANIFEST_FORMAT, TrainedModel
@@ -55,6 +57,9 @@ VERSION_PATTERN: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 # Bounded reads: a manifest is a few kB, a model a few MB.
 MAX_MANIFEST_BYTES: Final = 4 * 1024**2
 MAX_MODEL_BYTES: Final = 512 * 1024**2
+# The blend's optional parts, each stored as a dict of numpy arrays (no new trusted type). A model
+# written before a part existed simply lacks its key and loads as it always did.
+OPTIONAL_PARTS: Final = frozenset({"linear", "neural"})
 
 # Types a model file may contain beyond skops' defaults (sklearn's public estimators such as
 # HistGradientBoostingClassifier, IsotonicRegression, ColumnTransformer, numpy arrays, builtin
@@ -83,6 +88,7 @@ class LoadedModel:
     manifest: dict[str, Any]
     path: Path
     linear: LinearPart | None = None  # blended with the trees when present (linear.py)
+    neural: NeuralPart | None = None  # ditto (neural.py)
 
 
 def default_models_dir(data_dir: Path) -> Path:
@@ -110,6 +116,8 @@ def save(
         content: dict[str, Any] = {"trees": model.trees, "calibrator": model.calibrator}
         if model.linear is not None:
             content["linear"] = model.linear.to_arrays()  # numpy arrays: no new trusted type
+        if model.neural is not None:
+            content["neural"] = model.neural.to_arrays()  # ditto
         blob = sio.dumps(content)
         (staging / MODEL_FILE).write_bytes(blob)
         manifest = dict(model.manifest)
@@ -163,27 +171,32 @@ def load(models_dir: Path, version: str, *, allow_library_mismatch: bool = False
         content = sio.loads(blob, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # noqa: BLE001 - see above
         raise ModelLoadError(f"model {version} cannot be loaded: {exc}") from None
-    if not isinstance(content, dict) or set(content) - {"linear"} != {"trees", "calibrator"}:
-        raise ModelLoadError(f"model {version}: {MODEL_FILE} does not hold trees and a calibrator")
+    keys = set(content) if isinstance(content, dict) else set()
+    if keys - OPTIONAL_PARTS != {"trees", "calibrator"}:
+        unknown = sorted(str(k) for k in keys - OPTIONAL_PARTS - {"trees", "calibrator"})
+        newer = f" (unknown parts {unknown}: written by a newer version?)" if unknown else ""
+        raise ModelLoadError(
+            f"model {version}: {MODEL_FILE} does not hold trees and a calibrator{newer}"
+        )
     trees, calibrator = content["trees"], content["calibrator"]
     if list(getattr(trees, "classes_", [])) != [0, 1] or not hasattr(calibrator, "predict"):
         raise ModelLoadError(f"model {version}: not a binary classifier with a calibrator")
-    linear = None
-    if "linear" in content:
-        try:
-            linear = LinearPart.from_arrays(content["linear"])
-        except ValueError as exc:
-            raise ModelLoadError(f"model {version}: {exc}") from None
+    try:
+        linear = LinearPart.from_arrays(content["linear"]) if "linear" in content else None
+        neural = NeuralPart.from_arrays(content["neural"]) if "neural" in content else None
+    except ValueError as exc:
+        raise ModelLoadError(f"model {version}: {exc}") from None
     try:
         schema = Schema.from_json(manifest["schema"])
         mapping = ScoreMapping.from_json(manifest["score_mapping"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"model {version}: malformed manifest ({exc})") from None
-    if linear is not None and (
-        max([*linear.numeric.tolist(), *linear.categorical.tolist(), -1]) >= len(schema.features)
-    ):
-        raise ModelLoadError(f"model {version}: the linear part reads columns the schema lacks")
-    return LoadedModel(trees, calibrator, schema, mapping, version, manifest, directory, linear)
+    for name, part in (("linear", linear), ("neural", neural)):
+        if part is not None and part.design.max_column >= len(schema.features):
+            raise ModelLoadError(f"model {version}: the {name} part reads columns the schema lacks")
+    return LoadedModel(
+        trees, calibrator, schema, mapping, version, manifest, directory, linear, neural
+    )
 
 
 def set_active(models_dir: Path, version: str) -> None:

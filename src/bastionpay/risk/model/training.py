@@ -11,9 +11,10 @@ Steps (each on its own part of the data, see `dataset.py` for the splits):
    calibration rows (`CalibratedClassifierCV(FrozenEstimator(...))`), rows that are later in time
    than every fitting row when there is a time column: out-of-time predictions, as in production;
    With `linear_blend` (the CLI's and the platform's default), a regularised logistic regression
-   (`linear.py`) is fitted on the same rows, the model's log-odds are the mean of the two, and the
+   (`linear.py`) is fitted on the same rows, and with `neural_blend` (also their default) a small
+   neural network (`neural.py`); the model's log-odds are the mean of the parts', and the
    calibrator is fitted on that mean;
-4. refit: the winner's settings (and the regression) are fitted again on the whole training part
+4. refit: the winner's settings (and the other parts) are fitted again on the whole training part
    (fitting + calibration rows) and the calibrator from step 3 is applied to that model's
    decision function;
 5. the test rows (the most recent 20 %) are scored once, and so is an untuned baseline.
@@ -71,6 +72,7 @@ from sklearn.metrics import average_precision_score
 from threadpoolctl import threadpool_limits
 
 from bastionpay.kernel.clock import Clock, SystemClock
+from bastionpay.risk.model import neural
 from bastionpay.risk.model.dataset import (
     LabelledTable,
     Split,
@@ -81,6 +83,7 @@ from bastionpay.risk.model.dataset import (
 from bastionpay.risk.model.errors import DatasetError
 from bastionpay.risk.model.linear import C_PER_ROW, LinearPart, blend, fit_linear
 from bastionpay.risk.model.metrics import classification_metrics
+from bastionpay.risk.model.neural import NeuralPart, fit_neural
 from bastionpay.risk.model.schema import FloatMatrix, Schema, infer_schema
 from bastionpay.risk.model.scoremap import ScoreMapping
 
@@ -129,6 +132,8 @@ class TrainingConfig:
     # log-odds, calibrated together. Off here so that the library's plain model stays exactly
     # CalibratedClassifierCV on the trees; the CLI, the platform and bench/risk.py turn it on.
     linear_blend: bool = False
+    # Blend in a one-hidden-layer neural network (neural.py) as well: same rules, same default.
+    neural_blend: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.test_fraction < 1 and 0 < self.calibration_fraction < 1):
@@ -167,29 +172,48 @@ class TrainedModel:
     manifest: dict[str, Any]  # everything but the estimator; written as manifest.json
     evaluation: Evaluation | None = None
     linear: LinearPart | None = None  # blended with the trees when present
+    neural: NeuralPart | None = None  # ditto
 
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.manifest["metrics"])
 
     def predict_probability(self, x: FloatMatrix) -> npt.NDArray[np.float64]:
-        return calibrated_probability(self.trees, self.calibrator, x, self.linear)
+        return calibrated_probability(self.trees, self.calibrator, x, self.linear, self.neural)
 
 
 def calibrated_probability(
-    trees: Any, calibrator: Any, x: FloatMatrix, linear: LinearPart | None = None
+    trees: Any,
+    calibrator: Any,
+    x: FloatMatrix,
+    linear: LinearPart | None = None,
+    neural: NeuralPart | None = None,
 ) -> npt.NDArray[np.float64]:
     """P(fraud) as `CalibratedClassifierCV.predict_proba(x)[:, 1]` computes it for a binary model:
-    the trees' decision function (log-odds), blended with the linear part's when there is one,
-    through the calibrator."""
-    return calibrate(calibrator, decision_function(trees, x, linear))
+    the trees' decision function (log-odds), blended with the linear and neural parts' when there
+    are any, through the calibrator."""
+    return calibrate(calibrator, decision_function(trees, x, linear, neural))
 
 
 def decision_function(
-    trees: Any, x: FloatMatrix, linear: LinearPart | None = None
+    trees: Any,
+    x: FloatMatrix,
+    linear: LinearPart | None = None,
+    neural: NeuralPart | None = None,
 ) -> npt.NDArray[np.float64]:
     decision = np.asarray(trees.decision_function(x), dtype=np.float64)
-    return decision if linear is None else blend(decision, linear.decision_function(x))
+    return blend_parts(decision, x, linear, neural)
+
+
+def blend_parts(
+    tree_decision: npt.NDArray[np.float64],
+    x: FloatMatrix,
+    linear: LinearPart | None,
+    neural: NeuralPart | None,
+) -> npt.NDArray[np.float64]:
+    """The trees' log-odds (however computed) blended with whichever other parts there are."""
+    parts = [p.decision_function(x) for p in (linear, neural) if p is not None]
+    return tree_decision if not parts else blend(tree_decision, *parts)
 
 
 def calibrate(calibrator: Any, decision: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -278,20 +302,18 @@ def train_table(
         say(f"calibrating ({cfg.calibration}) on the calibration part's out-of-time predictions")
         params = _hgb_params(chosen, best["iterations"], schema, y[split.fit], cfg)
         first = HistGradientBoostingClassifier(**params).fit(x[split.fit], y[split.fit])
-        linear: LinearPart | None = None
         blend_figures: dict[str, Any] | None = None
-        if cfg.linear_blend:
-            say("fitting the linear part (logistic regression) on the fitting part")
-            linear = fit_linear(x[split.fit], y[split.fit], schema, seed=cfg.seed)
+        linear, network = _fit_parts(x[split.fit], y[split.fit], schema, cfg, say, "fitting")
+        if linear is not None or network is not None:
             blend_figures = _blend_figures(
-                first, linear, x[split.calibration], y[split.calibration]
+                first, linear, network, x[split.calibration], y[split.calibration]
             )
             say(
-                "calibration-part AUPRC: trees {trees:.4f}, linear {linear:.4f}, "
-                "blend {blend:.4f}".format(**blend_figures)
+                "calibration-part AUPRC: "
+                + ", ".join(f"{name} {value:.4f}" for name, value in blend_figures.items())
             )
             calibrator = _fit_calibrator(
-                decision_function(first, x[split.calibration], linear),
+                decision_function(first, x[split.calibration], linear, network),
                 y[split.calibration],
                 cfg.calibration,
             )
@@ -303,9 +325,10 @@ def train_table(
         if cfg.refit:
             say("refitting on the whole training part")
             trees = HistGradientBoostingClassifier(**params).fit(x[split.train], y[split.train])
-            if linear is not None:
-                linear = fit_linear(x[split.train], y[split.train], schema, seed=cfg.seed)
-        probability = calibrated_probability(trees, calibrator, x[split.test], linear)
+            linear, network = _fit_parts(
+                x[split.train], y[split.train], schema, cfg, say, "whole training"
+            )
+        probability = calibrated_probability(trees, calibrator, x[split.test], linear, network)
         metrics = classification_metrics(y[split.test], probability, cfg.mapping)
         baseline_probability = None
         baseline_metrics = None
@@ -338,7 +361,20 @@ def train_table(
                 "estimator": "LogisticRegression on standardised features (linear.py)",
                 "C_per_row": C_PER_ROW,
                 "design_columns": len(linear.coef),
-                "blend": "mean of the trees' and the linear model's log-odds, then calibrated",
+                "blend": "mean of the parts' log-odds, then calibrated",
+                "calibration_part_average_precision": blend_figures,
+            },
+            "neural_blend": None
+            if network is None
+            else {
+                "estimator": "MLPClassifier, one hidden layer (neural.py)",
+                "hidden_units": neural.HIDDEN_UNITS,
+                "alpha": neural.ALPHA,
+                "epochs": neural.EPOCHS,
+                "batch_size": neural.BATCH_SIZE,
+                "clip": neural.CLIP,
+                "design_columns": network.design.width,
+                "blend": "mean of the parts' log-odds, then calibrated",
                 "calibration_part_average_precision": blend_figures,
             },
         },
@@ -360,6 +396,7 @@ def train_table(
             "time_features": cfg.time_features,
             "exclude": list(cfg.exclude),
             "linear_blend": cfg.linear_blend,
+            "neural_blend": cfg.neural_blend,
         },
     }
     return TrainedModel(
@@ -371,19 +408,45 @@ def train_table(
         manifest=manifest,
         evaluation=Evaluation(y[split.test], probability, baseline_probability),
         linear=linear,
+        neural=network,
     )
 
 
+def _fit_parts(
+    x: FloatMatrix,
+    y: npt.NDArray[np.int8],
+    schema: Schema,
+    cfg: TrainingConfig,
+    say: Progress,
+    part: str,
+) -> tuple[LinearPart | None, NeuralPart | None]:
+    """The blend's other parts that `cfg` asks for, fitted on rows `x`, `y`."""
+    linear = network = None
+    if cfg.linear_blend:
+        say(f"fitting the linear part (logistic regression) on the {part} part")
+        linear = fit_linear(x, y, schema, seed=cfg.seed)
+    if cfg.neural_blend:
+        say(f"fitting the neural part (one hidden layer) on the {part} part")
+        network = fit_neural(x, y, schema, seed=cfg.seed)
+    return linear, network
+
+
 def _blend_figures(
-    trees: Any, linear: LinearPart, x: FloatMatrix, y: npt.NDArray[np.int8]
+    trees: Any,
+    linear: LinearPart | None,
+    network: NeuralPart | None,
+    x: FloatMatrix,
+    y: npt.NDArray[np.int8],
 ) -> dict[str, float]:
-    tree_decision = np.asarray(trees.decision_function(x), dtype=np.float64)
-    linear_decision = linear.decision_function(x)
-    return {
-        "trees": float(average_precision_score(y, tree_decision)),
-        "linear": float(average_precision_score(y, linear_decision)),
-        "blend": float(average_precision_score(y, blend(tree_decision, linear_decision))),
-    }
+    """Calibration-part AUPRC of each part alone and of the blend (for the manifest)."""
+    decisions = {"trees": np.asarray(trees.decision_function(x), dtype=np.float64)}
+    if linear is not None:
+        decisions["linear"] = linear.decision_function(x)
+    if network is not None:
+        decisions["neural"] = network.decision_function(x)
+    figures = {name: float(average_precision_score(y, d)) for name, d in decisions.items()}
+    figures["blend"] = float(average_precision_score(y, blend(*decisions.values())))
+    return figures
 
 
 def _fit_calibrator(
