@@ -141,6 +141,40 @@ def test_capture_refund_and_replays(vault_env: VaultEnv) -> None:
     assert stored.json()["amount_refunded"] == 500
 
 
+def test_an_unanswered_refund_is_retried_only_with_its_own_amount(vault_env: VaultEnv) -> None:
+    """A refund the acquirer did not answer stays `unknown`; a retry with its reference resends
+    the reserved amount, and another amount under that reference is refused (review I4)."""
+    merchant = new_merchant()
+    pm = _card(vault_env, merchant, "5555555555554444")
+    auth_id = _authorize(vault_env, merchant, pm).json()["id"]
+    server = vault_env.acquirer.server
+    normal = server.settings
+    with vault_env.api() as api:
+        path = f"/internal/v1/authorizations/{auth_id}"
+        assert api.post(f"{path}/capture", json={"merchant_id": merchant}).status_code == 200
+        server.settings = dataclasses.replace(
+            normal,
+            faults={"0200": MessageFault(Fault.NO_ANSWER)},
+        )
+        try:
+            lost = api.post(
+                f"{path}/refunds", json={"merchant_id": merchant, "amount": 500, "reference": "r1"}
+            )
+        finally:
+            server.settings = normal
+        other = api.post(
+            f"{path}/refunds", json={"merchant_id": merchant, "amount": 900, "reference": "r1"}
+        )
+        retried = api.post(
+            f"{path}/refunds", json={"merchant_id": merchant, "amount": 500, "reference": "r1"}
+        )
+        stored = api.get(path, params={"merchant_id": merchant}).json()
+    assert lost.status_code == 503 and lost.json()["error"]["code"] == "acquirer_unavailable"
+    assert other.status_code == 400 and other.json()["error"]["code"] == "reference_reused"
+    assert retried.status_code == 200 and retried.json()["status"] == "succeeded"
+    assert stored["amount_refunded"] == 500
+
+
 def test_void_releases_the_hold(vault_env: VaultEnv) -> None:
     merchant = new_merchant()
     key = register_key(vault_env, merchant)

@@ -192,11 +192,13 @@ def refund(
     if row.status != "captured":
         raise _unexpected(row, "refunded")
     existing = _refund_by_reference(runtime, row.id, refund_reference)
+    # Checked whatever the status: a retry of an `unknown` refund resends the reserved amount,
+    # never another one (security review I4).
+    if existing is not None and existing.amount != value:
+        raise IdempotencyError(
+            "This refund reference was used with another amount.", code="reference_reused"
+        )
     if existing is not None and existing.status != "unknown":
-        if existing.amount != value:
-            raise IdempotencyError(
-                "This refund reference was used with another amount.", code="reference_reused"
-            )
         return refund_payload(existing)
     if existing is None:
         existing = _reserve_refund(runtime, row, value, refund_reference)
