@@ -33,7 +33,11 @@ VISA = ("4242424242424242", "913")
 AMEX = ("378282246310005", "7391")
 INSUFFICIENT = ("4000000000009995", "846")
 CARDS = (VISA, AMEX, INSUFFICIENT)
-CVC_NEAR_NAME = re.compile(r"(?i)(cvc|cvv|csc|security)[^\n]{0,24}?(?<!\d)(913|7391|846)(?!\d)")
+# A CVC written out stands alone: inside an id or a hex digest (`pm_x913…`, `"846a…"`), the same
+# digits are not one, and random ids near `cvc_check` once failed the scan.
+CVC_NEAR_NAME = re.compile(
+    r"(?i)(cvc|cvv|csc|security)[^\n]{0,24}?(?<![A-Za-z0-9])(913|7391|846)(?![A-Za-z0-9])"
+)
 
 
 class RecordingHTTPClient(stripe.HTTPClient):

@@ -313,6 +313,32 @@ def test_test_payment_methods_are_vault_records(
     assert confirmed.json()["status"] == "succeeded"
 
 
+def test_a_test_card_is_one_vault_record_per_merchant_and_a_new_payment_method_per_use(
+    vault_env: VaultEnv, chain: Runtime, api: TestClient, shop: dict[str, Any]
+) -> None:
+    """Issue 4, item 4: test PaymentMethods are vault records made once per merchant; each use is
+    still a new PaymentMethod (as on Stripe), without a vault write inside the payment."""
+    body = {"amount": "1200", "currency": "usd", "payment_method": "pm_card_mastercard"}
+    paid = [api.post("/v1/payment_intents", data={**body, "confirm": "true"}) for _ in range(3)]
+    assert [r.status_code for r in paid] == [200, 200, 200], paid[-1].text
+    assert {r.json()["status"] for r in paid} == {"succeeded"}
+    methods = [_method(chain, r.json()["payment_method"]) for r in paid]
+    assert len({m.id for m in methods}) == 3
+    assert len({m.processor_token for m in methods}) == 1
+    [token] = {m.processor_token for m in methods}
+    assert token.endswith(":pm_card_mastercard")
+    assert {(m.card_brand, m.card_last4) for m in methods} == {("mastercard", "4444")}
+    with vault_env.runtime.db.engine.connect() as conn:
+        records = conn.execute(
+            text(
+                "SELECT count(*) FROM vault_cards WHERE merchant_id = :m AND source = 'test_card' "
+                "AND last4 = '4444'"
+            ),
+            {"m": shop["id"]},
+        ).scalar_one()
+    assert records == 1
+
+
 def test_a_hosted_fields_card_pays_captures_refunds_and_cancels(
     vault_env: VaultEnv, chain: Runtime, api: TestClient, shop: dict[str, Any]
 ) -> None:

@@ -49,8 +49,15 @@ def resolve(
             )
         vault = card_vault(ctx.connector)
         if vault is not None:
-            minted = vault.create_test_card(ctx.merchant_id, payment_method_id)
-            method = _from_vault(ctx, minted, vault_token(minted.id, payment_method_id))
+            in_vault, created = vault.test_card(ctx.merchant_id, payment_method_id)
+            method = _from_vault(
+                ctx,
+                in_vault,
+                vault_token(in_vault.id, payment_method_id),
+                # The first use's PaymentMethod is the vault record itself; later uses are new
+                # PaymentMethods on the same record (Stripe: each use of `pm_card_visa` is new).
+                id=in_vault.id if created else new_id("pm"),
+            )
             session.add(method)
             return method
         exp_month, exp_year = _test_card_expiry(ctx.now)
@@ -91,10 +98,14 @@ def resolve(
         raise ResourceMissing("PaymentMethod", payment_method_id, param=param) from None
 
 
-def _from_vault(ctx: PaymentContext, card: VaultCard, token: str) -> PaymentMethod:
+def _from_vault(
+    ctx: PaymentContext, card: VaultCard, token: str, *, id: str | None = None
+) -> PaymentMethod:
     """The api's record of a vault card: the token plus what may be shown, never the number."""
     return PaymentMethod(
-        id=card.id,  # the vault's id is the PaymentMethod's id (docs/vault.md)
+        # The vault's id is the PaymentMethod's id (docs/vault.md), except for a test card's
+        # later uses, which share its record; the token always names the vault record.
+        id=id or card.id,
         merchant_id=ctx.merchant_id,
         livemode=card.livemode,
         created=ctx.now,

@@ -38,6 +38,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -62,6 +63,8 @@ _PM_ID = re.compile(r"pm_[0-9A-Za-z]{24}")
 _OBJECT_ID = re.compile(r"[a-z]{2,8}_[0-9A-Za-z]{8,64}")
 # A transport error or a 409 (the same reference still in flight) is retried this often, with the
 # same body: the vault replays answers by reference, so a retry never authorizes twice.
+# Test cards remembered per (merchant, test card) in one api process: a bound, not a target.
+MAX_REMEMBERED_TEST_CARDS: Final = 4096
 ATTEMPTS: Final = 3
 RETRY_PAUSE_SECONDS: Final = 0.25
 _UNAVAILABLE = "The card vault could not be reached; the payment was not processed. Try again."
@@ -145,6 +148,7 @@ class VaultClient:
         self._transport = transport
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
+        self._test_cards: OrderedDict[tuple[str, str], VaultCard] = OrderedDict()
 
     def _new_client(self) -> httpx.Client:
         return httpx.Client(
@@ -252,6 +256,28 @@ class VaultClient:
         except VaultError as exc:
             raise _unexpected(exc) from None
         return VaultCard.from_payload(payload)
+
+    def test_card(self, merchant_id: str, test_card: str) -> tuple[VaultCard, bool]:
+        """The merchant's vault record of a Stripe test card, and whether this call created it.
+
+        One record per merchant and test card (issue 4, item 4: test PaymentMethods are vault
+        records made from Stripe's public numbers, as if at merchant creation), created on first
+        use and remembered by this process; every use still gets its own api PaymentMethod. Minting
+        one per use put a vault write and a round trip inside every test payment's transaction.
+        A restarted process mints again, once per card: harmless test-mode records.
+        """
+        key = (merchant_id, test_card)
+        with self._lock:
+            known = self._test_cards.get(key)
+            if known is not None:
+                self._test_cards.move_to_end(key)
+                return known, False
+        card = self.create_test_card(merchant_id, test_card)
+        with self._lock:
+            self._test_cards[key] = card
+            while len(self._test_cards) > MAX_REMEMBERED_TEST_CARDS:
+                self._test_cards.popitem(last=False)
+        return card, True
 
     def payment_method(self, merchant_id: str, payment_method: str) -> VaultCard | None:
         """A card's metadata, or None when the vault has no such card for this merchant."""
