@@ -8,8 +8,7 @@ event in one unit of work (P2, L1) — and print the dispute as the API renders 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -17,14 +16,11 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bastionpay import bootstrap
-from bastionpay.cli.common import data_dir_option, emit_json, settings_for
-from bastionpay.db.uow import unit_of_work
+from bastionpay.cli.common import data_dir_option, emit_json, unit_of_work_for
 from bastionpay.disputes import service as disputes
 from bastionpay.disputes import states
 from bastionpay.disputes.models import Dispute
 from bastionpay.disputes.views import render_dispute
-from bastionpay.kernel.errors import BastionPayError
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.models import Charge
 from bastionpay.runtime import Runtime
@@ -36,19 +32,6 @@ T = TypeVar("T")
 @click.group("disputes")
 def disputes_group() -> None:
     """Disputes (chargebacks): simulate the card network's side."""
-
-
-@contextmanager
-def _unit(data_dir: Path | None, *, write: bool) -> Iterator[tuple[Runtime, Session]]:
-    """One unit of work; library errors become a clean exit 1, the engine is always disposed."""
-    runtime = bootstrap.initialise(settings_for(data_dir))
-    try:
-        with unit_of_work(runtime.db, write=write) as session:
-            yield runtime, session
-    except BastionPayError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        runtime.db.dispose()
 
 
 def _in_scope(
@@ -79,7 +62,7 @@ def disputes_open(
     charge_id: str, reason: str, amount: int | None, inquiry: bool, data_dir: Path | None
 ) -> None:
     """Open a dispute on a charge, as the cardholder's bank would."""
-    with _unit(data_dir, write=True) as (runtime, session):
+    with unit_of_work_for(data_dir, write=True) as (runtime, session):
         dispute = _in_scope(
             runtime,
             session,
@@ -100,7 +83,7 @@ def disputes_open(
 def disputes_resolve(dispute_id: str, outcome: str, data_dir: Path | None) -> None:
     """Decide a dispute, as the card network would: won returns the funds and the fee."""
     decided: states.Outcome = "won" if outcome == "won" else "lost"
-    with _unit(data_dir, write=True) as (runtime, session):
+    with unit_of_work_for(data_dir, write=True) as (runtime, session):
         dispute = _in_scope(
             runtime,
             session,
@@ -122,7 +105,7 @@ def disputes_list(
     merchant_id: str, live: bool, only_open: bool, limit: int, data_dir: Path | None
 ) -> None:
     """A merchant's disputes, newest first, as JSON."""
-    with _unit(data_dir, write=False) as (runtime, session):
+    with unit_of_work_for(data_dir, write=False) as (runtime, session):
         query = select(Dispute).where(
             Dispute.merchant_id == merchant_id, Dispute.livemode.is_(live)
         )

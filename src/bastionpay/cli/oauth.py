@@ -13,31 +13,14 @@ unit of work, with the CLI as the actor (L1, P3).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sqlalchemy.orm import Session
 
-from bastionpay import bootstrap
-from bastionpay.cli.common import data_dir_option, emit_json, settings_for
-from bastionpay.db.uow import unit_of_work
-from bastionpay.kernel.errors import BastionPayError
+from bastionpay.cli.common import data_dir_option, emit_json, unit_of_work_for
 from bastionpay.oauth import clients
-from bastionpay.runtime import Runtime
 
 ACTOR_ID = "cli"
-
-
-@contextmanager
-def _session(data_dir: Path | None, *, write: bool) -> Iterator[tuple[Runtime, Session]]:
-    runtime = bootstrap.initialise(settings_for(data_dir))
-    try:
-        with unit_of_work(runtime.db, write=write) as session:
-            yield runtime, session
-    except BastionPayError as exc:
-        raise click.ClickException(exc.message) from None
 
 
 @click.group("oauth")
@@ -70,7 +53,7 @@ def create(
     data_dir: Path | None,
 ) -> None:
     """Register an app; a confidential client's secret is printed once."""
-    with _session(data_dir, write=True) as (runtime, session):
+    with unit_of_work_for(data_dir, write=True) as (runtime, session):
         client, secret = clients.register_client(
             session,
             runtime.identity_keys,
@@ -96,7 +79,7 @@ def create(
 @data_dir_option
 def list_(merchant_id: str | None, data_dir: Path | None) -> None:
     """List registered apps (never their secrets)."""
-    with _session(data_dir, write=False) as (_runtime, session):
+    with unit_of_work_for(data_dir, write=False) as (_runtime, session):
         rows = [
             clients.render_client(c) for c in clients.list_clients(session, merchant_id=merchant_id)
         ]
@@ -108,7 +91,7 @@ def list_(merchant_id: str | None, data_dir: Path | None) -> None:
 @data_dir_option
 def revoke(client_id: str, data_dir: Path | None) -> None:
     """Revoke an app: its tokens stop working at once."""
-    with _session(data_dir, write=True) as (runtime, session):
+    with unit_of_work_for(data_dir, write=True) as (runtime, session):
         clients.revoke_client(session, client_id, now=runtime.clock.now(), actor_id=ACTOR_ID)
         body = clients.render_client(clients.get_client(session, client_id))
     emit_json(body)

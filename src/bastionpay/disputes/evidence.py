@@ -8,28 +8,12 @@ characters and card numbers (C5: a card number typed into evidence would land ou
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-TEXT_FIELDS: Final = (
-    "access_activity_log",
-    "billing_address",
-    "cancellation_policy_disclosure",
-    "cancellation_rebuttal",
-    "customer_email_address",
-    "customer_name",
-    "customer_purchase_ip",
-    "duplicate_charge_explanation",
-    "duplicate_charge_id",
-    "product_description",
-    "refund_policy_disclosure",
-    "refund_refusal_explanation",
-    "service_date",
-    "shipping_address",
-    "shipping_carrier",
-    "shipping_date",
-    "shipping_tracking_number",
-    "uncategorized_text",
-)
+from pydantic import Field
+
+from bastionpay.api.params import FormStr, Params
+
 FILE_FIELDS: Final = (
     "cancellation_policy",
     "customer_communication",
@@ -42,6 +26,33 @@ FILE_FIELDS: Final = (
     "uncategorized_file",
 )
 MAX_FIELD_LENGTH: Final = 5000
+EvidenceText = Annotated[FormStr, Field(max_length=MAX_FIELD_LENGTH)]
+
+
+class Evidence(Params):
+    """The text fields of Stripe's evidence hash: the one list of them (`TEXT_FIELDS`)."""
+
+    access_activity_log: EvidenceText | None = None
+    billing_address: EvidenceText | None = None
+    cancellation_policy_disclosure: EvidenceText | None = None
+    cancellation_rebuttal: EvidenceText | None = None
+    customer_email_address: EvidenceText | None = None
+    customer_name: EvidenceText | None = None
+    customer_purchase_ip: EvidenceText | None = None
+    duplicate_charge_explanation: EvidenceText | None = None
+    duplicate_charge_id: EvidenceText | None = None
+    product_description: EvidenceText | None = None
+    refund_policy_disclosure: EvidenceText | None = None
+    refund_refusal_explanation: EvidenceText | None = None
+    service_date: EvidenceText | None = None
+    shipping_address: EvidenceText | None = None
+    shipping_carrier: EvidenceText | None = None
+    shipping_date: EvidenceText | None = None
+    shipping_tracking_number: EvidenceText | None = None
+    uncategorized_text: EvidenceText | None = None
+
+
+TEXT_FIELDS: Final = tuple(Evidence.model_fields)
 
 # Stripe's test-mode magic values for `uncategorized_text`: submitting them decides the dispute
 # at once, as the simulated network would after its review.

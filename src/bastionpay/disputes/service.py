@@ -20,12 +20,12 @@ from bastionpay.audit.events import Action, ActorType, Origin
 from bastionpay.disputes import evidence as ev
 from bastionpay.disputes import states
 from bastionpay.disputes.models import Dispute
-from bastionpay.kernel import money
 from bastionpay.kernel.errors import InvalidRequestError
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import BalanceTransaction
 from bastionpay.payments import reviews
+from bastionpay.payments.charge_amounts import take_unrefunded
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentMethod
@@ -140,13 +140,13 @@ def _balance_transaction(
         ledger_transaction_id=txn.id,
     )
     session.add(row)
-    dispute.balance_transaction_ids = [*dispute.balance_transaction_ids, row.id]
 
 
 def _withdrawn_fee(session: Session, dispute: Dispute) -> int:
     withdrawal = session.scalar(
         select(BalanceTransaction).where(
-            BalanceTransaction.id.in_(dispute.balance_transaction_ids),
+            BalanceTransaction.merchant_id == dispute.merchant_id,
+            BalanceTransaction.source_id == dispute.id,
             BalanceTransaction.amount < 0,
         )
     )
@@ -169,33 +169,6 @@ def _withdraw(session: Session, ctx: PaymentContext, dispute: Dispute) -> None:
         # The cardholder says they did not make this payment: ground truth for retraining
         # (`bastionpay risk train --from-platform`), in the same transaction as the chargeback.
         reviews.label(session, ctx, dispute.payment_intent_id, "fraud", "dispute")
-
-
-def _check_amount(charge: Charge, amount: int | None) -> int:
-    remaining = charge.amount_captured - charge.amount_refunded
-    if remaining <= 0:
-        raise InvalidRequestError(
-            f"Charge {charge.id} has already been refunded; it cannot be disputed.",
-            code="charge_already_refunded",
-            param="charge",
-        )
-    disputed = remaining if amount is None else amount
-    if disputed < 1:
-        raise InvalidRequestError(
-            "Dispute amount must be a positive integer.",
-            code="parameter_invalid_integer",
-            param="amount",
-        )
-    if disputed > remaining:
-        asked = money.Money(disputed, charge.currency).format()
-        left = money.Money(remaining, charge.currency).format()
-        raise InvalidRequestError(
-            f"Dispute amount ({asked}) is greater than the unrefunded amount of the charge "
-            f"({left}).",
-            code="amount_too_large",
-            param="amount",
-        )
-    return disputed
 
 
 def open_dispute(
@@ -241,7 +214,7 @@ def open_dispute(
             code="charge_disputed",
             param="charge",
         )
-    disputed = _check_amount(charge, amount)
+    disputed = take_unrefunded(charge, amount, by="Dispute")
     dispute = Dispute(
         id=new_id("dp"),
         merchant_id=ctx.merchant_id,
@@ -256,9 +229,6 @@ def open_dispute(
         evidence={},
         due_by=ctx.now + RESPONSE_WINDOW_SECONDS,
         submission_count=0,
-        # An inquiry moves no money yet: refunding the charge is still the merchant's choice.
-        is_charge_refundable=inquiry,
-        balance_transaction_ids=[],
         metadata_={},
     )
     session.add(dispute)
@@ -378,7 +348,6 @@ def resolve(
             dispute.status = "warning_closed"
         else:
             dispute.status = "needs_response"
-            dispute.is_charge_refundable = False
             dispute.due_by = ctx.now + RESPONSE_WINDOW_SECONDS
             _withdraw(session, ctx, dispute)
     elif outcome == "won":

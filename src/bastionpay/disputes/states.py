@@ -46,3 +46,8 @@ SUBMITTED: Final[dict[str, Status]] = {
     "needs_response": "under_review",
     "warning_needs_response": "warning_under_review",
 }
+
+
+def is_inquiry(status: str) -> bool:
+    """Inquiries carry Stripe's `warning_` statuses, open or closed; chargebacks never do."""
+    return status.startswith("warning_")

@@ -7,9 +7,8 @@ Each route declares its permission (I5); updates and closes are audited with the
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,7 +25,6 @@ from bastionpay.merchants import permissions as perm
 from bastionpay.payments.models import Charge, PaymentIntent
 
 EXPANDABLE = {"charge", "payment_intent"}
-EvidenceText = Annotated[FormStr, Field(max_length=ev.MAX_FIELD_LENGTH)]
 
 
 class NoParams(Params):
@@ -38,31 +36,8 @@ class ListDisputes(ListParams):
     payment_intent: FormStr | None = None
 
 
-class Evidence(Params):
-    """The text fields of Stripe's evidence hash (`disputes.evidence.TEXT_FIELDS`)."""
-
-    access_activity_log: EvidenceText | None = None
-    billing_address: EvidenceText | None = None
-    cancellation_policy_disclosure: EvidenceText | None = None
-    cancellation_rebuttal: EvidenceText | None = None
-    customer_email_address: EvidenceText | None = None
-    customer_name: EvidenceText | None = None
-    customer_purchase_ip: EvidenceText | None = None
-    duplicate_charge_explanation: EvidenceText | None = None
-    duplicate_charge_id: EvidenceText | None = None
-    product_description: EvidenceText | None = None
-    refund_policy_disclosure: EvidenceText | None = None
-    refund_refusal_explanation: EvidenceText | None = None
-    service_date: EvidenceText | None = None
-    shipping_address: EvidenceText | None = None
-    shipping_carrier: EvidenceText | None = None
-    shipping_date: EvidenceText | None = None
-    shipping_tracking_number: EvidenceText | None = None
-    uncategorized_text: EvidenceText | None = None
-
-
 class UpdateDispute(Params):
-    evidence: Evidence | None = None
+    evidence: ev.Evidence | None = None
     metadata: Metadata | None = None
     submit: FormBool | None = None
 
@@ -78,18 +53,13 @@ def render_dispute(
     if ex is not None and ex.wants("payment_intent"):
         found_pi = ex.load(PaymentIntent, d.payment_intent_id)
         intent = render.payment_intent(found_pi, ex) if found_pi is not None else intent
-    txns = (
-        {
-            row.id: row
-            for row in session.scalars(
-                select(BalanceTransaction).where(
-                    BalanceTransaction.id.in_(d.balance_transaction_ids),
-                    BalanceTransaction.merchant_id == d.merchant_id,
-                )
-            )
-        }
-        if d.balance_transaction_ids
-        else {}
+    txns = session.scalars(
+        select(BalanceTransaction)
+        .where(
+            BalanceTransaction.merchant_id == d.merchant_id,
+            BalanceTransaction.source_id == d.id,
+        )
+        .order_by(BalanceTransaction.pk)
     )
     return {
         "id": d.id,
@@ -112,9 +82,7 @@ def render_dispute(
             "enhanced_eligibility": {},
         },
         "is_charge_refundable": d.is_charge_refundable,
-        "balance_transactions": [
-            render.balance_transaction(txns[i], now) for i in d.balance_transaction_ids if i in txns
-        ],
+        "balance_transactions": [render.balance_transaction(t, now) for t in txns],
         "enhanced_eligibility_types": [],
         "network_reason_code": None,
         "payment_method_details": None,

@@ -7,12 +7,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bastionpay.disputes import service as disputes
-from bastionpay.kernel import money
 from bastionpay.kernel.errors import InvalidRequestError, ProcessorError
 from bastionpay.kernel.ids import new_id
 from bastionpay.ledger import service as ledger
 from bastionpay.ledger.models import BalanceTransaction
 from bastionpay.payments import reviews
+from bastionpay.payments.charge_amounts import take_unrefunded
 from bastionpay.payments.context import PaymentContext
 from bastionpay.payments.lookup import get_owned
 from bastionpay.payments.models import Charge, PaymentIntent, Refund
@@ -89,28 +89,7 @@ def create(
             code="charge_disputed",
             param="charge",
         )
-    remaining = charge.amount_captured - charge.amount_refunded
-    if remaining <= 0:
-        raise InvalidRequestError(
-            f"Charge {charge.id} has already been refunded.",
-            code="charge_already_refunded",
-            param="charge",
-        )
-    refund_amount = remaining if amount is None else amount
-    if refund_amount < 1:
-        raise InvalidRequestError(
-            "Refund amount must be a positive integer.",
-            code="parameter_invalid_integer",
-            param="amount",
-        )
-    if refund_amount > remaining:
-        asked = money.Money(refund_amount, charge.currency).format()
-        left = money.Money(remaining, charge.currency).format()
-        raise InvalidRequestError(
-            f"Refund amount ({asked}) is greater than unrefunded amount on charge ({left})",
-            code="amount_too_large",
-            param="amount",
-        )
+    refund_amount = take_unrefunded(charge, amount, by="Refund")
     if charge.processor_reference is None:
         raise ProcessorError("The charge has no processor reference to refund against.")
     refund = Refund(

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from bastionpay.audit.events import Action
 from bastionpay.kernel.errors import InvalidRequestError
 from bastionpay.risk import rule_store
-from bastionpay.risk.models import RiskAssessment, RiskLabel
+from bastionpay.risk.labels import latest_labels
+from bastionpay.risk.models import RiskAssessment
 from bastionpay.risk.rules import (
     Mode,
     NamedList,
@@ -41,7 +42,6 @@ from bastionpay.risk.rules.values import LIST_KINDS
 BACKTEST_MAX_PAYMENTS: Final = 10_000
 # A back-test runs inside one API request: past this, it answers with what it has replayed.
 BACKTEST_SECONDS: Final = 10.0
-LABEL_CHUNK: Final = 500
 LIST_ITEMS_SHOWN: Final = 100  # a rendered list carries its first items, not the whole list
 RuleMode = Literal["live", "shadow"]
 
@@ -167,7 +167,13 @@ def past_payments(scope: Scope) -> Iterator[dict[str, Any]]:
             .limit(BACKTEST_MAX_PAYMENTS)
         )
     )
-    labels = _labels_of(scope, sorted({row.payment_intent_id for row in rows}))
+    # Only the window's labels, never the whole history (security review M3).
+    labels = latest_labels(
+        scope.session,
+        livemode=scope.livemode,
+        merchant_id=scope.merchant_id,
+        payment_intent_ids=sorted({row.payment_intent_id for row in rows}),
+    )
     for row in rows:
         label = labels.get(row.payment_intent_id)
         yield {
@@ -177,25 +183,6 @@ def past_payments(scope: Scope) -> Iterator[dict[str, Any]]:
             "currency": row.features.get("currency", "usd"),
             "fraud": None if label is None else label == "fraud",
         }
-
-
-def _labels_of(scope: Scope, payment_intent_ids: list[str]) -> dict[str, str]:
-    """The latest label of each of these payments: only the window's, never the whole history
-    (security review M3), in chunks that stay under SQLite's bound-parameter limit."""
-    labels: dict[str, str] = {}
-    for start in range(0, len(payment_intent_ids), LABEL_CHUNK):
-        chunk = payment_intent_ids[start : start + LABEL_CHUNK]
-        for payment_intent_id, label in scope.session.execute(
-            select(RiskLabel.payment_intent_id, RiskLabel.label)
-            .where(
-                RiskLabel.merchant_id == scope.merchant_id,
-                RiskLabel.livemode.is_(scope.livemode),
-                RiskLabel.payment_intent_id.in_(chunk),
-            )
-            .order_by(RiskLabel.pk)  # ascending: a later label overwrites an earlier one
-        ):
-            labels[payment_intent_id] = label
-    return labels
 
 
 def backtest_rule(scope: Scope, source: str) -> dict[str, Any]:

@@ -35,11 +35,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastionpay.risk.feature_schema import MODEL_FEATURES
+from bastionpay.risk.labels import latest_labels
 from bastionpay.risk.model import store
 from bastionpay.risk.model.dataset import LabelledTable, split_table
 from bastionpay.risk.model.metrics import classification_metrics
 from bastionpay.risk.model.training import TrainedModel, TrainingConfig, calibrated_probability
-from bastionpay.risk.models import RiskAssessment, RiskLabel
+from bastionpay.risk.models import RiskAssessment
 
 # Activation needs this many labelled payments of each class. Why 100: the pipeline splits the
 # data 64/16/20 (fit / calibration+selection / test) in time order; 100 frauds leave ~20 for the
@@ -80,18 +81,6 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _latest_labels(session: Session, merchant_id: str | None, livemode: bool) -> dict[str, str]:
-    query = select(RiskLabel.payment_intent_id, RiskLabel.label).where(
-        RiskLabel.livemode.is_(livemode)
-    )
-    if merchant_id is not None:
-        query = query.where(RiskLabel.merchant_id == merchant_id)
-    labels: dict[str, str] = {}
-    for intent, label in session.execute(query.order_by(RiskLabel.pk)):
-        labels[intent] = label  # ordered by insertion: the latest label wins
-    return labels
-
-
 def _assessments(
     session: Session, merchant_id: str | None, livemode: bool
 ) -> Iterator[RiskAssessment]:
@@ -115,7 +104,7 @@ def platform_data(
     assume_legit_after_days: int | None = None,
 ) -> PlatformData:
     """The labelled table, in the CSV shape the pipeline reads, from the api database."""
-    labels = _latest_labels(session, merchant_id, livemode)
+    labels = latest_labels(session, livemode=livemode, merchant_id=merchant_id)
     mature_before = None if assume_legit_after_days is None else now - assume_legit_after_days * DAY
     seen: set[str] = set()
     rows: list[tuple[int, list[str]]] = []

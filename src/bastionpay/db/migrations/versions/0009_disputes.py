@@ -36,8 +36,6 @@ def upgrade() -> None:
         sa.Column("evidence", sa.JSON(), nullable=False),
         sa.Column("due_by", sa.BigInteger(), nullable=False),
         sa.Column("submission_count", sa.Integer(), nullable=False),
-        sa.Column("is_charge_refundable", sa.Boolean(), nullable=False),
-        sa.Column("balance_transaction_ids", sa.JSON(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column(
             "pk",
